@@ -12,14 +12,20 @@ from typing import Any, Callable
 
 from go2_sevpo.envs.base import BatchedEnv, EnvConfig
 
-# name -> (module path, env class name, config class name); imported on first use.
-_TASKS: dict[str, tuple[str, str, str]] = {
-    "reach_avoid": ("go2_sevpo.envs.reach_avoid", "ReachAvoidEnv", "ReachAvoidConfig"),
+# name -> ("module:EnvClass", "module:ConfigClass"), imported on first use. Config modules must be
+# import-light (no MuJoCo/Warp at import time): Hydra's schema registration imports all of them.
+_TASKS: dict[str, tuple[str, str]] = {
+    "reach_avoid": ("go2_sevpo.envs.reach_avoid:ReachAvoidEnv", "go2_sevpo.envs.reach_avoid:ReachAvoidConfig"),
 }
 
 
-def register(name: str, module: str, env_cls: str, cfg_cls: str) -> None:
-    _TASKS[name] = (module, env_cls, cfg_cls)
+def register(name: str, env_cls: str, cfg_cls: str) -> None:
+    _TASKS[name] = (env_cls, cfg_cls)
+
+
+def _load(ref: str):
+    module, attr = ref.split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def names() -> list[str]:
@@ -29,14 +35,20 @@ def names() -> list[str]:
 def lookup(name: str) -> tuple[type[BatchedEnv], type[EnvConfig]]:
     if name not in _TASKS:
         raise KeyError(f"unknown env '{name}'; known envs: {', '.join(names())}")
-    module, env_cls, cfg_cls = _TASKS[name]
-    mod = importlib.import_module(module)
-    return getattr(mod, env_cls), getattr(mod, cfg_cls)
+    env_ref, cfg_ref = _TASKS[name]
+    return _load(env_ref), _load(cfg_ref)
+
+
+def config_class(name: str) -> type[EnvConfig]:
+    """The typed config of task `name`, without importing the env (and its physics) module."""
+    if name not in _TASKS:
+        raise KeyError(f"unknown env '{name}'; known envs: {', '.join(names())}")
+    return _load(_TASKS[name][1])
 
 
 def config_from_dict(name: str, values: dict[str, Any] | None = None) -> EnvConfig:
     """Build the typed config of task `name`; unknown keys are an error, not silently dropped."""
-    _, cfg_cls = lookup(name)
+    cfg_cls = config_class(name)
     values = dict(values or {})
     values.pop("name", None)
     fields = {f.name for f in dataclasses.fields(cfg_cls)}
