@@ -51,8 +51,10 @@ class EnvConfig:
     max_episode_length: int = 300
     # Evaluation's episode cost limit kappa (DSRL normalised cost and failure rate use it).
     cost_limit: float = 0.0
-    # Start-state distribution: task-defined names (reach_avoid: paper | hazard | random).
+    # Start-state distribution: task-defined names (reach_avoid: paper | hazard | random | ...).
+    # `start` is what data collection uses; `eval_start` what the evaluator uses ("" = same).
     start: str = "random"
+    eval_start: str = ""
 
 
 class BatchedEnv(VecEnv):

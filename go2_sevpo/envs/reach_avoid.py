@@ -23,7 +23,7 @@ DT = 0.05
 V_MAX = 2.0
 GOAL_BONUS = 100.0
 PAPER_START = (-0.8, -1.5, 1.2, math.pi / 4)  # x, y, v, theta
-START_MODES = ("paper", "hazard", "random", "near_hazard")
+START_MODES = ("paper", "hazard", "random", "random_feasible", "near_hazard")
 
 
 @dataclass
@@ -33,8 +33,10 @@ class ReachAvoidConfig(EnvConfig):
     max_episode_length: int = 300
     cost_limit: float = 0.0  # any step in the hazard makes an episode unsafe
     # paper: the papers' fixed start; hazard: inside the hazard (paper Fig. 5); random: uniform over
-    # the arena (data collection); near_hazard: a ring just outside the hazard (low-quality data).
-    start: str = "paper"
+    # the arena (data collection); random_feasible: random, resampled until the oracle calls it
+    # feasible; near_hazard: a ring just outside the hazard (extra low-quality data).
+    start: str = "random"
+    eval_start: str = "paper"
 
 
 def dynamics(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -80,6 +82,16 @@ def sample_starts(mode: str, n: int, generator: torch.Generator, device: torch.d
         return torch.tensor(PAPER_START, device=device).expand(n, 4).clone()
     if mode == "random":
         return torch.stack([u(-ARENA, ARENA), u(-ARENA, ARENA), u(0.5, 1.5), u(math.pi / 4, 3 * math.pi / 4)], -1)
+    if mode == "random_feasible":
+        from go2_sevpo.envs.reach_avoid_oracle import feasible  # the oracle imports this module
+
+        states = sample_starts("random", n, generator, device)
+        for _ in range(100):  # about 70% of random starts are feasible: this ends in a few rounds
+            bad = ~feasible(states)
+            if not bad.any():
+                return states
+            states = torch.where(bad[:, None], sample_starts("random", n, generator, device), states)
+        raise RuntimeError("could not sample feasible starts")
     if mode in ("hazard", "near_hazard"):
         # hazard: uniform over the disc's inner 90%; near_hazard: a ring 0.8-1.6 m from its centre.
         r = HAZARD_RADIUS * 0.9 * torch.sqrt(u(0.0, 1.0)) if mode == "hazard" else u(HAZARD_RADIUS, 2 * HAZARD_RADIUS)
