@@ -1,0 +1,57 @@
+"""What every runnable script shares: Hydra setup and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable
+
+from go2_sevpo.config import CONFIG_DIR, hydra_argv, register_configs
+
+# Errors that mean "bad input": printed as one line with exit status 2, never a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError, RuntimeError)
+
+
+def one_line_errors(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            print(f"error: {str(msg).splitlines()[0] if str(msg) else type(e).__name__}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """`env=nope` would make Hydra print a screenful (and list internal *_schema nodes): check
+    every `group=option` against configs/<group>/*.yaml first and fail in one line."""
+    from pathlib import Path
+
+    for arg in argv[1:]:
+        key, sep, value = arg.partition("=")
+        group = Path(CONFIG_DIR) / key.lstrip("+~")
+        if not sep or "." in key or not group.is_dir() or "," in value:
+            continue
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        if value not in options:
+            print(f"error: unknown {key.lstrip('+~')} '{value}'; choose one of {options}", file=sys.stderr)
+            sys.exit(2)
+
+
+def hydra_entry(config_name: str, flag_aliases: tuple[str, ...] = ()):
+    """Decorator for a script's main: registers schemas, accepts `--flag value`, catches bad input."""
+    import hydra
+
+    def decorate(fn: Callable) -> Callable:
+        def main() -> None:
+            hydra_argv(flag_aliases)
+            check_group_choices(sys.argv)
+            register_configs()
+            hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(one_line_errors(fn))()
+
+        return main
+
+    return decorate
