@@ -16,6 +16,8 @@ from go2_sevpo.envs.base import BatchedEnv, EnvConfig
 # import-light (no MuJoCo/Warp at import time): Hydra's schema registration imports all of them.
 _TASKS: dict[str, tuple[str, str]] = {
     "reach_avoid": ("go2_sevpo.envs.reach_avoid:ReachAvoidEnv", "go2_sevpo.envs.reach_avoid:ReachAvoidConfig"),
+    "go2_simple": ("go2_sevpo.envs.go2.env:Go2NavEnv", "go2_sevpo.envs.go2.config:Go2SimpleConfig"),
+    "go2_hard": ("go2_sevpo.envs.go2.env:Go2NavEnv", "go2_sevpo.envs.go2.config:Go2HardConfig"),
 }
 
 
