@@ -45,6 +45,8 @@ class Go2NavEnv(BatchedEnv):
             raise ValueError(f"unknown start '{cfg.start}' for {cfg.name}; known: {', '.join(_STARTS)}")
         super().__init__(cfg, NUM_OBS, NUM_JOINTS, NUM_OBS + NUM_PRIVILEGED_EXTRA)
         self.cfg: Go2NavConfig = cfg
+        if self.device.type == "cpu" and cfg.cpu_torch_threads > 0:
+            torch.set_num_threads(cfg.cpu_torch_threads)
         if not -1 <= cfg.terrain_level < cfg.terrain_rows:
             raise ValueError(f"terrain_level must be -1 or in [0, {cfg.terrain_rows - 1}], got {cfg.terrain_level}")
         self.terrain = generate_terrain(
