@@ -28,8 +28,13 @@ def build_model(layout: TerrainLayout, xml_path: str | Path = GO2_XML) -> mujoco
             quat=list(box.quat), rgba=list(box.rgba), contype=1, conaffinity=2, condim=3,
             friction=[1.0, 0.005, 0.0001],
         )
-    # Light and offscreen buffer for videos; they do not affect the physics.
-    spec.worldbody.add_light(pos=[0, 0, 6], dir=[0.2, 0.3, -1], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL, diffuse=[0.7, 0.7, 0.7])
+    # Lights, sky and offscreen buffer for videos; none of them affects the physics.
+    spec.worldbody.add_light(pos=[0, 0, 6], dir=[0.2, 0.3, -1], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL,
+                             diffuse=[0.6, 0.6, 0.6])
+    spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
+    spec.visual.headlight.diffuse = [0.5, 0.5, 0.5]
+    spec.add_texture(name="sky", type=mujoco.mjtTexture.mjTEXTURE_SKYBOX, builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
+                     rgb1=[0.55, 0.7, 0.9], rgb2=[0.1, 0.15, 0.25], width=256, height=256)
     spec.visual.global_.offwidth = 640
     spec.visual.global_.offheight = 480
     return spec.compile()

@@ -1,0 +1,1 @@
+"""Offscreen rendering of recorded states (MuJoCo's renderer; MUJOCO_GL=egl or osmesa)."""
