@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, action="append")
     parser.add_argument("--steps", type=int, default=0, help="policy steps to time (default: by scale)")
     parser.add_argument("--env", default="go2_simple")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting; the best is printed "
+                        "(other processes on a shared machine only ever slow a run down)")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
           f"CUDA: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
@@ -57,7 +59,7 @@ def main() -> None:
         device = "cuda" if backend == "mujoco_warp" else "cpu"
         for n in args.num_envs or DEFAULTS[backend]:
             steps = args.steps or max(20, min(500, 20000 // n))
-            rate = measure(backend, n, steps, device, args.env)
+            rate = max(measure(backend, n, steps, device, args.env) for _ in range(args.repeats))
             print(f"{args.env} {backend:12s} device={device:4s} num_envs={n:5d} steps={steps:4d}  "
                   f"{rate:10.0f} env-steps/s")
 
