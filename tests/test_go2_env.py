@@ -197,3 +197,16 @@ def test_play_script_writes_a_video(tmp_path):
 
     frames = imageio.mimread(out)
     assert len(frames) == 11 and frames[0].shape == (240, 320, 3)  # initial state + 10 steps
+
+
+def test_domain_randomisation_and_pushes_run():
+    env = make_env("go2_simple", num_envs=3, randomize_friction=True, randomize_base_mass=True,
+                   randomize_motor_strength=True, push_robots=True, push_interval_s=0.1, **SMALL)
+    for _ in range(10):
+        env.step(torch.zeros(3, 12))
+    lo, hi = env.cfg.friction_range
+    assert torch.all((env.friction >= lo) & (env.friction <= hi)) and env.friction.unique().numel() == 3
+    models = env.physics._models  # the C backend keeps one model per world once randomised
+    masses = [m.body_mass[env.base_body_id] for m in models]
+    assert torch.allclose(torch.tensor(masses, dtype=torch.float32), env.base_body_mass[env.base_body_id] + env.added_mass)
+    assert env.get_observations()["critic"][:, -3:].shape == (3, 3)

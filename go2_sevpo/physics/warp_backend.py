@@ -29,7 +29,9 @@ class WarpBackend(PhysicsBackend):
                  num_threads: int = 0, cuda_graph: bool = True, randomize_dynamics: bool = False):
         super().__init__(model, num_worlds, device)
         del num_threads  # a C-backend option; Warp parallelises over worlds itself
-        wp.config.quiet = True  # no per-kernel compile/load lines in logs
+        # No per-kernel compile/load lines (hundreds) and no init banner in logs.
+        wp.config.quiet = True
+        wp.config.log_level = max(wp.config.log_level, wp.LOG_WARNING)
         wp.init()
         self.wp_device = "cpu" if self.device.type == "cpu" else f"cuda:{self.device.index or 0}"
         # Batched model fields only when per-world dynamics are asked for: they cost memory.
