@@ -1,0 +1,19 @@
+"""Shared networks: MLPs and value heads, batched critic ensembles, the diffusion actor."""
+
+from go2_sevpo.networks.diffusion import DiffusionActor, DiffusionConfig, vp_beta_schedule
+from go2_sevpo.networks.ensemble import CriticEnsemble, EnsembleLinear, EnsembleMLP
+from go2_sevpo.networks.mlp import MLP, ObservationNormalizer, ValueNetwork, hard_update, soft_update
+
+__all__ = [
+    "CriticEnsemble",
+    "DiffusionActor",
+    "DiffusionConfig",
+    "EnsembleLinear",
+    "EnsembleMLP",
+    "MLP",
+    "ObservationNormalizer",
+    "ValueNetwork",
+    "hard_update",
+    "soft_update",
+    "vp_beta_schedule",
+]

@@ -1,0 +1,463 @@
+"""SEVPO (Zhu, Ying, Wei: "Divide and Conquer: Selective Value Learning and Policy Optimization for
+Offline Safe RL"; earlier draft BARS). Implemented from the paper and docs/SEVPO.md's decisions.
+
+Stage 1 (eq. 6-7, cached on disk): conservative cost critics Qc_hat, Vc_hat under the most
+conservative policy; they define the largest safe region {s : Vc_hat(s) <= l} and the admissible
+dataset actions {Qc_hat(s, a) <= l}.
+Stage 2 (eq. 8-16): reward/cost critics Qr, Qc of the current policy, the objective f of eq. 10 with
+an expectile baseline Vf, and a diffusion actor trained with the safe-region loss (eq. 13) plus the
+unsafe-region loss (eq. 14, replaced by the trust-region loss of eq. 15 after K_trust steps).
+Acting: N candidates from the EMA actor, chosen by the rule in `select_action_index`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, PretrainContext
+from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
+from go2_sevpo.networks import CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, hard_update, soft_update
+from go2_sevpo.training.checkpoint import atomic_save, load_file
+from go2_sevpo.utils.errors import CacheError, CheckpointError, ConfigError
+
+
+@dataclass
+class SEVPOConfig(AlgorithmConfig):
+    name: str = "sevpo"
+    # ---- data
+    actor_batch_size: int = 1024  # rows per actor step (FISOR's size)
+    critic_batch_size: int = 256  # rows per critic / value step (stage 1 and stage 2)
+    gamma: float = 0.99  # discount
+    timeout_is_terminal: bool = False  # True = FISOR: no bootstrapping through time-outs either
+    # ---- stage 1: conservative cost critics (eq. 6-7)
+    stage1_steps: int = 1_000_000  # gradient steps of stage 1 (cached, so paid once per dataset)
+    stage1_seed: int = 0  # stage 1 has its own seed so every run seed shares one cached result
+    stage1_cache: str = ""  # explicit cache file; "" = <cache_dir>/sevpo_stage1_<data>_<config>.pt
+    cost_critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    num_cost_critics: int = 2  # Qc_hat ensemble; pessimistic = max over members
+    cost_expectile: float = 0.9  # tau of the REVERSED expectile: Vc_hat is a low expectile of Qc_hat
+    alpha: float = 0.99  # absorbing-state factor of eq. 7's modified target
+    cost_transform: str = "none"  # none (paper) | hj (FISOR's Hamilton-Jacobi transform, region V <= 0)
+    hj_cost_scale: float = 25.0  # hj only: h = scale if c > 0 else -1
+    region_threshold: float = 0.1  # l, in discounted-cost units (per task; hj forces 0)
+    # ---- stage 2: critics of the current policy (eq. 8-9) and the objective baseline
+    critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    num_critics: int = 2  # per ensemble: Qr uses min over members, Qc max
+    critic_lr: float = 3e-4
+    critic_tau: float = 0.005  # Polyak factor of every critic target network
+    objective_expectile: float = 0.7  # tau_r of the baseline Vf(s) for f(s, a) (IQL direction)
+    objective_threshold: float | None = None  # delta of eq. 10; None = region_threshold
+    # How eq. 10 penalises Qr once Qc > delta. paper: Qr / Qc (Qr >= 0), Qr * Qc (Qr < 0); this RAISES
+    # f for delta < Qc < 1 (dividing by a number below 1). shifted (default): the same with Qc replaced
+    # by 1 + (Qc - delta), continuous at delta and decreasing in Qc for either sign of Qr.
+    objective_penalty: str = "shifted"
+    # ---- actor (eq. 13-16)
+    actor: DiffusionConfig = field(default_factory=DiffusionConfig)
+    actor_lr: float = 3e-4
+    cosine_lr: bool = True  # cosine decay of the actor's lr to 0 over the run
+    actor_ema: float = 0.001  # Polyak factor of the EMA actor used for targets and acting
+    mu_safe: float = 3.0  # mu_1, temperature of the safe-region weights
+    mu_unsafe: float = 5.0  # mu_2, temperature of the unsafe-region weights
+    max_safe_weight: float = 100.0  # clip of exp(mu_1 A)
+    max_unsafe_weight: float = 150.0  # clip of exp(-mu_2 A_c_hat)
+    safe_loss_weight: float = 1.0  # b_1 (3 on easy tasks)
+    unsafe_loss_weight: float = 3.0  # b_2 (1 on easy tasks)
+    unsafe_actions: str = "policy"  # policy: a ~ pi_theta (paper) | dataset: dataset actions (FISOR)
+    trust_region: bool = True  # eq. 15 after K_trust steps (False = eq. 14 throughout, Table 2)
+    trust_start: float = 0.5  # K_trust as a fraction of the training steps
+    lag_refresh: int = 5  # k: the lagged actor copy z' is refreshed every k steps
+    # ---- acting
+    num_candidates: int = 16  # N actions sampled per state
+    select: str = "sevpo"  # sevpo: the rule of `select_action_index` | minqc: argmin Qc_hat (FISOR)
+
+
+# Fields whose values change what stage 1 computes: the cache key (with the dataset's fingerprint).
+STAGE1_FIELDS = ("critic_batch_size", "gamma", "timeout_is_terminal", "stage1_steps", "stage1_seed",
+                 "cost_critic_hidden", "num_cost_critics", "cost_expectile", "alpha", "cost_transform",
+                 "hj_cost_scale", "critic_lr", "critic_tau")
+STAGE1_FORMAT = 1
+
+
+# ------------------------------------------------------------------------- the paper's formulas
+def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
+    """IQL's L^tau(u) = |tau - 1{u < 0}| u^2 with u = target - prediction: tau > 0.5 fits an UPPER
+    expectile of the target."""
+    weight = torch.where(diff < 0, 1.0 - tau, tau)
+    return (weight * diff.pow(2)).mean()
+
+
+def reversed_expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
+    """Eq. 6: L^tau(u) = |tau - 1{u > 0}| u^2, u = Qc_hat(s, a) - Vc_hat(s). Targets BELOW the
+    prediction weigh tau (0.9), targets above 1 - tau, so Vc_hat fits a LOW expectile of Qc_hat over
+    dataset actions: a soft min over the data's actions (the paper's footnote 1)."""
+    weight = torch.where(diff > 0, 1.0 - tau, tau)
+    return (weight * diff.pow(2)).mean()
+
+
+def safe_region_objective(qr: torch.Tensor, qc: torch.Tensor, delta: float, penalty: str = "shifted") -> torch.Tensor:
+    """Eq. 10: f = Qr if Qc <= delta, else Qr penalised by a factor p: Qr / p when Qr >= 0 and Qr * p
+    when Qr < 0 (the paper assumes Qr >= 0; dividing a negative Qr would REWARD cost).
+    paper: p = Qc. shifted: p = 1 + (Qc - delta) >= 1, so f is continuous at delta and never increases
+    with Qc (with p = Qc, any delta < Qc < 1 would raise f above the unpenalised Qr)."""
+    if penalty == "paper":
+        factor = qc.clamp_min(1e-6)  # the penalised branch only applies where qc > delta >= 0
+    else:
+        factor = 1.0 + (qc - delta).clamp_min(0.0)
+    penalised = torch.where(qr >= 0, qr / factor, qr * factor)
+    return torch.where(qc <= delta, qr, penalised)
+
+
+def select_action_index(qc_hat: torch.Tensor, objective: torch.Tensor, safe: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Acting rule over N candidates (B, N) per state: in the safe region take the admissible
+    candidate (Qc_hat <= l) with the largest f; if none is admissible, or outside the safe region,
+    take the candidate with the smallest Qc_hat. Returns (B,) indices."""
+    admissible = qc_hat <= threshold
+    best_objective = torch.where(admissible, objective, torch.finfo(objective.dtype).min).argmax(1)
+    least_cost = qc_hat.argmin(1)
+    use_objective = safe & admissible.any(1)
+    return torch.where(use_objective, best_objective, least_cost)
+
+
+def cost_critic_target(costs: torch.Tensor, next_value: torch.Tensor, mask: torch.Tensor, cfg: SEVPOConfig) -> torch.Tensor:
+    """Stage-1 Bellman target for Qc_hat.
+    none (eq. 7, absorbing-state form): (1-alpha) c + alpha (c + gamma V(s')) = c + alpha gamma mask V(s').
+    hj (FISOR): h = scale if c > 0 else -1; (1-gamma) h + gamma max(h, V(s')), and h where terminal."""
+    if cfg.cost_transform == "hj":
+        h = torch.where(costs > 0, cfg.hj_cost_scale, -1.0)
+        return mask * ((1 - cfg.gamma) * h + cfg.gamma * torch.maximum(h, next_value)) + (1 - mask) * h
+    return costs + cfg.alpha * cfg.gamma * mask * next_value
+
+
+def policy_critic_targets(rewards, costs, next_qr, next_qc, mask, gamma: float):
+    """Eq. 8-9 with a' ~ pi(s'): r + gamma mask Qr(s', a'), c + gamma mask Qc(s', a')."""
+    return rewards + gamma * mask * next_qr, costs + gamma * mask * next_qc
+
+
+def actor_weights(advantage, cost_advantage, safe, admissible, cfg: SEVPOConfig):
+    """Per-row weights of the two actor losses (safe, admissible: float 0/1 masks).
+    Eq. 13: w_safe = clip(exp(mu_1 A), 0, 100) inside the safe region, for admissible actions only.
+    Eq. 14: w_unsafe = clip(exp(-mu_2 A_c_hat), 0, 150) outside it (lower cost advantage -> larger)."""
+    w_safe = torch.exp(cfg.mu_safe * advantage).clamp(max=cfg.max_safe_weight) * safe * admissible
+    w_unsafe = torch.exp(-cfg.mu_unsafe * cost_advantage).clamp(max=cfg.max_unsafe_weight) * (1.0 - safe)
+    return w_safe, w_unsafe
+
+
+def check_config(cfg: SEVPOConfig) -> None:
+    choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"), "select": ("sevpo", "minqc"),
+               "objective_penalty": ("shifted", "paper")}
+    for key, allowed in choices.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"algo.{key}={getattr(cfg, key)!r} is not one of {allowed}")
+    if not 0.0 < cfg.cost_expectile < 1.0 or not 0.0 < cfg.objective_expectile < 1.0:
+        raise ConfigError("expectiles must lie in (0, 1)")
+    if cfg.lag_refresh < 1 or cfg.num_candidates < 1:
+        raise ConfigError("algo.lag_refresh and algo.num_candidates must be >= 1")
+
+
+# ------------------------------------------------------------------------- the algorithm
+class SEVPO(OfflineAlgorithm):
+    config_cls = SEVPOConfig
+
+    def __init__(self, cfg: SEVPOConfig, obs_dim: int, act_dim: int, total_steps: int, device, seed: int):
+        super().__init__(cfg, obs_dim, act_dim, total_steps, device, seed)
+        check_config(cfg)
+        self.threshold = 0.0 if cfg.cost_transform == "hj" else float(cfg.region_threshold)  # l
+        self.delta = self.threshold if cfg.objective_threshold is None else float(cfg.objective_threshold)
+        self.trust_start_step = int(cfg.trust_start * total_steps)  # K_trust
+        dev = self.device
+
+        # Stage 1 networks are initialised from `stage1_seed`, not the run seed, so a cached stage 1 is
+        # exactly what any run would have trained itself.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.stage1_seed)
+            self.conservative_cost_critic = CriticEnsemble(obs_dim, act_dim, cfg.cost_critic_hidden, cfg.num_cost_critics).to(dev)
+            self.conservative_cost_value = ValueNetwork(obs_dim, cfg.cost_critic_hidden).to(dev)
+        self.conservative_cost_critic_target = copy.deepcopy(self.conservative_cost_critic).requires_grad_(False)
+        self.stage1_done = False
+
+        # Stage 2: Qr and Qc share ONE ensemble of 2 * num_critics members (members [:n] are Qr, [n:]
+        # are Qc): both take (s, a), so one batched matmul per layer evaluates all four critics.
+        n = cfg.num_critics
+        self.policy_critics = CriticEnsemble(obs_dim, act_dim, cfg.critic_hidden, 2 * n).to(dev)
+        self.policy_critics_target = copy.deepcopy(self.policy_critics).requires_grad_(False)
+        self.objective_value = ValueNetwork(obs_dim, cfg.critic_hidden).to(dev)  # Vf, the baseline of f
+        self.actor = DiffusionActor(obs_dim, act_dim, cfg.actor).to(dev)
+        # The EMA actor (targets, acting) and the lagged copy z' of eq. 15 never use dropout.
+        self.actor_ema = copy.deepcopy(self.actor).requires_grad_(False).eval()
+        self.actor_lag = copy.deepcopy(self.actor).requires_grad_(False).eval()
+
+        self.critic_optimizer = torch.optim.Adam(self.policy_critics.parameters(), lr=cfg.critic_lr)
+        self.value_optimizer = torch.optim.Adam(self.objective_value.parameters(), lr=cfg.critic_lr)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.actor_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.actor_optimizer,
+            (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(total_steps, 1)))) if cfg.cosine_lr else (lambda s: 1.0),
+        )
+
+    # ----------------------------------------------------------------- critic views
+    def conservative_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Pessimistic Qc_hat(s, a): max over the ensemble, shape (B,)."""
+        return self.conservative_cost_critic(obs, actions).max(0).values
+
+    def policy_q(self, obs: torch.Tensor, actions: torch.Tensor, target: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Qr, Qc) of the current policy, pessimistic: min over Qr members, max over Qc members."""
+        q = (self.policy_critics_target if target else self.policy_critics)(obs, actions)
+        n = self.cfg.num_critics
+        return q[:n].min(0).values, q[n:].max(0).values
+
+    def safe_set(self, obs: torch.Tensor) -> torch.Tensor:
+        """The learned largest safe region: Vc_hat(s) <= l (Definition 2)."""
+        return self.conservative_cost_value(obs) <= self.threshold
+
+    # ----------------------------------------------------------------- stage 1
+    def stage1_config(self) -> dict[str, Any]:
+        return {k: getattr(self.cfg, k) for k in STAGE1_FIELDS}
+
+    def _stage1_step(self, batch: TransitionBatch, optimizers) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        q_opt, v_opt = optimizers
+        # Eq. 6: Vc_hat towards a low expectile of the (target) Qc_hat over dataset actions.
+        with torch.no_grad():
+            q_target_net = self.conservative_cost_critic_target(batch.observations, batch.actions).max(0).values
+        v = self.conservative_cost_value(batch.observations)
+        v_loss = reversed_expectile_loss(q_target_net - v, cfg.cost_expectile)
+        v_opt.zero_grad(set_to_none=True)
+        v_loss.backward()
+        v_opt.step()
+        # Eq. 7: Qc_hat towards c + alpha gamma V(s') (or the hj target).
+        with torch.no_grad():
+            next_v = self.conservative_cost_value(batch.next_observations)
+            target = cost_critic_target(batch.costs, next_v, batch.bootstrap_mask(cfg.timeout_is_terminal), cfg)
+        q = self.conservative_cost_critic(batch.observations, batch.actions)
+        q_loss = (q - target).pow(2).mean(1).sum()
+        q_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        q_opt.step()
+        soft_update(self.conservative_cost_critic_target, self.conservative_cost_critic, cfg.critic_tau)
+        return {
+            "loss_conservative_cost_value": v_loss.detach(),
+            "loss_conservative_cost_critic": q_loss.detach(),
+            "conservative_cost_value_mean": v.detach().mean(),
+            "conservative_cost_q_mean": q.detach().mean(),
+            "safe_state_fraction": (v.detach() <= self.threshold).float().mean(),
+        }
+
+    def _train_stage1(self, context: PretrainContext) -> None:
+        cfg = self.cfg
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(cfg.stage1_seed)
+        optimizers = (torch.optim.Adam(self.conservative_cost_critic.parameters(), lr=cfg.critic_lr),
+                      torch.optim.Adam(self.conservative_cost_value.parameters(), lr=cfg.critic_lr))
+        sums: dict[str, torch.Tensor] = {}
+        bar = tqdm(range(cfg.stage1_steps), desc="stage 1 (safe region)", disable=not context.show_progress,
+                   dynamic_ncols=True, leave=False)
+        for step in bar:
+            scalars = self._stage1_step(context.sampler.sample(cfg.critic_batch_size, generator), optimizers)
+            for k, v in scalars.items():
+                sums[k] = sums[k] + v if k in sums else v.clone()
+            if (step + 1) % context.log_interval == 0 or step + 1 == cfg.stage1_steps:
+                n = (step % context.log_interval) + 1
+                context.log("stage1", {k: v / n for k, v in sums.items()}, step + 1)
+                sums = {}
+        self.stage1_done = True
+
+    def _stage1_payload(self, fingerprint: str) -> dict[str, Any]:
+        return {
+            "format": STAGE1_FORMAT,
+            "fingerprint": fingerprint,
+            "stage1_config": self.stage1_config(),
+            "conservative_cost_critic": self.conservative_cost_critic.state_dict(),
+            "conservative_cost_critic_target": self.conservative_cost_critic_target.state_dict(),
+            "conservative_cost_value": self.conservative_cost_value.state_dict(),
+        }
+
+    def _load_stage1(self, path: Path, context: PretrainContext) -> None:
+        try:
+            payload = load_file(path, self.device)
+        except CheckpointError as e:
+            raise CacheError(f"stage-1 cache {e}") from None
+        if not isinstance(payload, dict) or payload.get("format") != STAGE1_FORMAT:
+            raise CacheError(f"stage-1 cache {path}: not a SEVPO stage-1 cache (format {STAGE1_FORMAT})")
+        if payload["fingerprint"] != context.fingerprint:
+            raise CacheError(f"stage-1 cache {path} was trained on another dataset (fingerprint {payload['fingerprint']}, "
+                             f"this dataset {context.fingerprint}); delete it or set algo.stage1_cache elsewhere")
+        stored, wanted = payload["stage1_config"], self.stage1_config()
+        if stored != wanted:
+            diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+            raise CacheError(f"stage-1 cache {path} was trained with other stage-1 settings {diff}; "
+                             "delete it or set algo.stage1_cache elsewhere")
+        try:
+            self.conservative_cost_critic.load_state_dict(payload["conservative_cost_critic"])
+            self.conservative_cost_critic_target.load_state_dict(payload["conservative_cost_critic_target"])
+            self.conservative_cost_value.load_state_dict(payload["conservative_cost_value"])
+        except RuntimeError as e:
+            raise CacheError(f"stage-1 cache {path}: network shapes do not match ({str(e).splitlines()[0]})") from None
+        self.stage1_done = True
+
+    def stage1_cache_path(self, context: PretrainContext) -> Path | None:
+        if self.cfg.stage1_cache:
+            return Path(self.cfg.stage1_cache).expanduser().resolve()
+        if not context.cache_dir:
+            return None
+        blob = json.dumps({**self.stage1_config(), "extra": context.cache_key_extra}, sort_keys=True)
+        config_hash = hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return Path(context.cache_dir) / f"sevpo_stage1_{context.fingerprint}_{config_hash}.pt"
+
+    def pretrain(self, context: PretrainContext) -> None:
+        """Stage 1, trained once per (dataset, stage-1 config) and then loaded from the cache."""
+        if self.stage1_done:  # resumed from a checkpoint that already holds stage 1
+            return
+        path = self.stage1_cache_path(context)
+        if path is not None and path.exists():
+            self._load_stage1(path, context)
+            context.message(f"stage 1: loaded the cached safe region {path}")
+            return
+        self._train_stage1(context)
+        if path is not None:
+            atomic_save(self._stage1_payload(context.fingerprint), path)
+            context.message(f"stage 1: cached the safe region at {path}")
+
+    # ----------------------------------------------------------------- stage 2
+    def update(self, sampler: DeviceSampler, step: int) -> dict[str, torch.Tensor | float]:
+        if not self.stage1_done:
+            raise RuntimeError("SEVPO.update before stage 1: call pretrain first")
+        out = self._update_critics(sampler.sample(self.cfg.critic_batch_size))
+        out.update(self._update_actor(sampler.sample(self.cfg.actor_batch_size), step))
+        return out
+
+    def _update_critics(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
+        cfg, n = self.cfg, self.cfg.num_critics
+        obs, actions = batch.observations, batch.actions
+        with torch.no_grad():
+            next_actions = self.actor_ema.sample(batch.next_observations, self.generator)[:, 0]  # a' ~ pi_ema(s')
+            next_qr, next_qc = self.policy_q(batch.next_observations, next_actions, target=True)
+            reward_target, cost_target = policy_critic_targets(
+                batch.rewards, batch.costs, next_qr, next_qc, batch.bootstrap_mask(cfg.timeout_is_terminal), cfg.gamma)
+            targets = torch.cat([reward_target.expand(n, -1), cost_target.expand(n, -1)])
+        q = self.policy_critics(obs, actions)
+        critic_loss = (q - targets).pow(2).mean(1).sum()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+
+        # Baseline Vf(s): expectile (tau_r) of f(s, a) over dataset actions, f from the target critics.
+        with torch.no_grad():
+            qr_t, qc_t = self.policy_q(obs, actions, target=True)
+            objective = safe_region_objective(qr_t, qc_t, self.delta, cfg.objective_penalty)
+        vf = self.objective_value(obs)
+        value_loss = expectile_loss(objective - vf, cfg.objective_expectile)
+        self.value_optimizer.zero_grad(set_to_none=True)
+        value_loss.backward()
+        self.value_optimizer.step()
+        soft_update(self.policy_critics_target, self.policy_critics, cfg.critic_tau)
+        q = q.detach()
+        return {
+            "loss_policy_critics": critic_loss.detach(),
+            "loss_objective_value": value_loss.detach(),
+            "reward_q_mean": q[:n].mean(),
+            "cost_q_mean": q[n:].mean(),
+            "objective_mean": objective.mean(),
+        }
+
+    def _update_actor(self, batch: TransitionBatch, step: int) -> dict[str, torch.Tensor | float]:
+        cfg = self.cfg
+        obs, actions, b = batch.observations, batch.actions, batch.observations.shape[0]
+        with torch.no_grad():
+            cost_value = self.conservative_cost_value(obs)
+            safe = (cost_value <= self.threshold).float()  # s in S_safe
+            admissible = (self.conservative_q(obs, actions) <= self.threshold).float()  # Qc_hat(s, a) <= l
+            qr_t, qc_t = self.policy_q(obs, actions, target=True)
+            advantage = safe_region_objective(qr_t, qc_t, self.delta, cfg.objective_penalty) - self.objective_value(obs)
+            # Eq. 14: in the unsafe region, actions of the current policy (no behaviour regularisation)
+            # scored by the conservative cost advantage A_c_hat = Qc_hat(s, a) - Vc_hat(s).
+            if cfg.unsafe_actions == "policy":
+                unsafe_actions = self.actor.sample(obs, self.generator)[:, 0]
+            else:
+                unsafe_actions = actions
+            cost_advantage = self.conservative_q(obs, unsafe_actions) - cost_value
+            safe_weight, unsafe_weight = actor_weights(advantage, cost_advantage, safe, admissible, cfg)
+
+        # One forward pass for both halves: dataset actions (safe loss) and unsafe-region actions.
+        noisy, t, eps = self.actor.add_noise(torch.cat([actions, unsafe_actions]), self.generator)
+        obs2 = torch.cat([obs, obs])
+        eps_pred = self.actor(noisy, obs2, t)
+        safe_loss = (safe_weight * (eps_pred[:b] - eps[:b]).pow(2).sum(-1)).mean()  # eq. 13
+        trust_phase = cfg.trust_region and step >= self.trust_start_step
+        if trust_phase:  # eq. 15: stay near z', the actor of a few steps ago
+            with torch.no_grad():
+                eps_lag = self.actor_lag(noisy[b:], obs, t[b:])
+            unsafe_err = (eps_pred[b:] - eps_lag).pow(2).sum(-1)
+        else:  # eq. 14 as a weighted denoising loss on the policy's own actions
+            unsafe_err = (eps_pred[b:] - eps[b:]).pow(2).sum(-1)
+        unsafe_loss = (unsafe_weight * unsafe_err).mean()
+        loss = cfg.safe_loss_weight * safe_loss + cfg.unsafe_loss_weight * unsafe_loss  # eq. 16
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_optimizer.step()
+        self.actor_scheduler.step()
+        soft_update(self.actor_ema, self.actor, cfg.actor_ema)
+        if (step + 1) % cfg.lag_refresh == 0:  # z' <- z_theta every k steps
+            hard_update(self.actor_lag, self.actor)
+
+        unsafe_count = (1.0 - safe).sum().clamp_min(1.0)
+        return {
+            "loss_actor": loss.detach(),
+            "loss_actor_safe": safe_loss.detach(),
+            "loss_actor_unsafe": unsafe_loss.detach(),
+            "safe_state_fraction": safe.mean(),
+            "admissible_fraction": (safe * admissible).mean(),
+            "safe_weight_mean": safe_weight.mean(),
+            "safe_weight_clipped_fraction": (safe_weight >= cfg.max_safe_weight).float().mean(),
+            "unsafe_weight_mean": unsafe_weight.sum() / unsafe_count,
+            "advantage_mean": advantage.mean(),
+            "advantage_std": advantage.std(),
+            "conservative_cost_value_mean": cost_value.mean(),
+            "trust_phase": float(trust_phase),
+            "actor_lr": self.actor_scheduler.get_last_lr()[0],
+        }
+
+    # ----------------------------------------------------------------- acting
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        b, n = obs.shape[0], self.cfg.num_candidates
+        candidates = self.actor_ema.sample(obs, generator, n)  # (B, N, A): all envs, all candidates, one call
+        flat_obs = obs.repeat_interleave(n, dim=0)
+        flat_actions = candidates.reshape(b * n, self.act_dim)
+        qc_hat = self.conservative_q(flat_obs, flat_actions).view(b, n)
+        if self.cfg.select == "minqc":
+            index = qc_hat.argmin(1)
+        else:
+            qr, qc = self.policy_q(flat_obs, flat_actions)
+            objective = safe_region_objective(qr, qc, self.delta, self.cfg.objective_penalty).view(b, n)
+            index = select_action_index(qc_hat, objective, self.safe_set(obs), self.threshold)
+        return candidates[torch.arange(b, device=obs.device), index]
+
+    # ----------------------------------------------------------------- state
+    _MODULES = ("conservative_cost_critic", "conservative_cost_critic_target", "conservative_cost_value",
+                "policy_critics", "policy_critics_target", "objective_value", "actor", "actor_ema", "actor_lag",
+                "critic_optimizer", "value_optimizer", "actor_optimizer", "actor_scheduler")
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {name: getattr(self, name).state_dict() for name in self._MODULES}
+        state["generator"] = self.generator.get_state()
+        state["stage1_done"] = self.stage1_done
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self._MODULES:
+            getattr(self, name).load_state_dict(state[name])
+        self.generator.set_state(state["generator"])
+        self.stage1_done = bool(state["stage1_done"])
+
+    def train_mode(self, training: bool) -> None:
+        self.actor.train(training)
+

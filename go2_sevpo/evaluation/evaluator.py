@@ -1,0 +1,143 @@
+"""The batched evaluator, the same for every algorithm and every registry env.
+
+E episodes run in lockstep on E parallel copies of the env: each step is ONE policy call for all envs
+(and, inside SEVPO, all N candidates). Envs auto-reset, so only each env's FIRST episode is counted;
+an env whose first episode has ended keeps stepping (its later episodes are ignored) until every
+first episode has ended, at the latest after `max_episode_length` steps.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from go2_sevpo.envs import make_env
+from go2_sevpo.evaluation.metrics import EpisodeRecords, reward_range_for, summarize
+
+Policy = Callable[[torch.Tensor], torch.Tensor]  # raw observations (E, obs_dim) -> actions (E, act_dim)
+
+# Optional per-task reports (extra metrics and plots): env name -> "module:function".
+TASK_REPORTS = {"reach_avoid": "go2_sevpo.evaluation.reach_avoid_report:report"}
+
+
+@dataclass
+class EvalConfig:
+    episodes: int = 100  # parallel envs = counted episodes
+    start: str = ""  # start-state mode; "" = the task's eval_start (or its start if that is empty)
+    seed: int = 0  # seeds the env's start states and the policy's sampling
+    record_envs: int = 20  # envs whose observation trajectories are kept for plots
+    reward_min: float | None = None  # override the task's reward range for normalisation
+    reward_max: float | None = None
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, Any]
+    records: EpisodeRecords
+    trajectories: np.ndarray  # (T + 1, K, obs_dim) raw observations of the first K envs, start included
+    alive: np.ndarray  # (T + 1, K) bool: the row still belongs to that env's first episode
+    env_name: str
+    start: str
+
+
+class LearnedPolicy:
+    """Normalise raw observations, then let the algorithm act; sampling uses its own generator so an
+    evaluation never disturbs the training random streams."""
+
+    def __init__(self, algo, normalizer: torch.nn.Module, seed: int, device: torch.device):
+        self.algo, self.normalizer, self.device = algo, normalizer, torch.device(device)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(int(seed) + 7919)
+
+    @torch.no_grad()
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.algo.act(self.normalizer(obs), self.generator)
+
+    @torch.no_grad()
+    def safe_set(self, obs: torch.Tensor) -> torch.Tensor | None:
+        """Learned safe-region membership for raw observations (any device), returned on the CPU."""
+        inside = self.algo.safe_set(self.normalizer(obs.to(self.device)))
+        return None if inside is None else inside.cpu()
+
+
+def eval_start_mode(env_cfg: Any, cfg: EvalConfig) -> str:
+    return cfg.start or getattr(env_cfg, "eval_start", "") or env_cfg.start
+
+
+@torch.no_grad()
+def run_episodes(policy: Policy, env_name: str, env_overrides: dict[str, Any], cfg: EvalConfig,
+                 device: str | torch.device) -> EvalResult:
+    if cfg.episodes < 1:
+        raise ValueError(f"eval.episodes must be >= 1, got {cfg.episodes}")
+    overrides = {k: v for k, v in env_overrides.items() if k not in ("num_envs", "device", "seed", "start", "name")}
+    probe_cfg = make_env_config(env_name, overrides)
+    start = eval_start_mode(probe_cfg, cfg)
+    env = make_env(env_name, **overrides, num_envs=cfg.episodes, device=str(device), seed=cfg.seed, start=start)
+    n, dev = env.num_envs, env.device
+    obs = env.get_observations()["policy"]
+    returns = torch.zeros(n, device=dev)
+    costs = torch.zeros(n, device=dev)
+    lengths = torch.zeros(n, dtype=torch.long, device=dev)
+    success = torch.zeros(n, dtype=torch.bool, device=dev)
+    reasons = torch.zeros(n, dtype=torch.int8, device=dev)
+    finished = torch.zeros(n, dtype=torch.bool, device=dev)
+    k = min(cfg.record_envs, n)
+    trajectory = [obs[:k].clone()]
+    alive = [torch.ones(k, dtype=torch.bool, device=dev)]
+    for t in range(env.max_episode_length):
+        _, reward, done, extras = env.step(policy(obs))
+        active = ~finished
+        returns += torch.where(active, reward, 0.0)
+        costs += torch.where(active, extras["costs"], 0.0)
+        lengths += active.long()
+        success |= extras["success"] & active
+        reasons = torch.where(done & active, extras["termination_reason"], reasons)
+        trajectory.append(extras["final_observations"][:k].clone())
+        alive.append(active[:k].clone())
+        finished |= done
+        obs = env.get_observations()["policy"]
+        if (t + 1) % 16 == 0 and bool(finished.all()):  # one host sync every 16 steps
+            break
+    records = EpisodeRecords(
+        returns=returns.cpu().numpy(), costs=costs.cpu().numpy(), lengths=lengths.cpu().numpy(),
+        success=success.cpu().numpy(), reasons=reasons.cpu().numpy().astype(np.int64),
+    )
+    reward_range = reward_range_for(env_name, env.cfg, (cfg.reward_min, cfg.reward_max))
+    metrics = summarize(records, env.cfg.cost_limit, reward_range)
+    metrics.update({"env": env_name, "start": start, "seed": cfg.seed})
+    return EvalResult(metrics, records, torch.stack(trajectory).cpu().numpy(), torch.stack(alive).cpu().numpy(),
+                      env_name, start)
+
+
+def make_env_config(env_name: str, overrides: dict[str, Any]):
+    from go2_sevpo.envs.registry import config_from_dict
+
+    return config_from_dict(env_name, overrides)
+
+
+def evaluate(policy: LearnedPolicy, env_name: str, env_overrides: dict[str, Any], cfg: EvalConfig,
+             device: str | torch.device, out_dir: str | Path | None = None, tag: str = "") -> dict[str, Any]:
+    """Run the episodes, add the task's report (e.g. reach-avoid's safe-region IoU and plot), and write
+    `<out_dir>/metrics.json` and plots when `out_dir` is given."""
+    result = run_episodes(policy, env_name, env_overrides, cfg, device)
+    metrics = dict(result.metrics)
+    if env_name in TASK_REPORTS:
+        module, fn = TASK_REPORTS[env_name].split(":")
+        report = getattr(importlib.import_module(module), fn)
+        metrics.update(report(result, policy.safe_set, Path(out_dir) / "plots" if out_dir else None, tag))
+    if out_dir is not None:
+        write_json(Path(out_dir) / "metrics.json", metrics)
+    return metrics
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    tmp.replace(path)

@@ -1,0 +1,47 @@
+"""Atomic checkpoint files: write to a temporary file in the same folder, fsync, then rename over the
+old one. A `kill -9` at any moment leaves either the previous complete file or the new one."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from go2_sevpo.utils.errors import CheckpointError
+
+CHECKPOINT_FORMAT = 1
+
+
+def atomic_save(payload: Any, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def load_file(path: str | Path, device: str | torch.device = "cpu") -> Any:
+    """torch.load with one-line errors for a missing, truncated or corrupt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {first}") from None

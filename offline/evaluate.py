@@ -1,0 +1,38 @@
+"""Evaluate the last checkpoint of a training run with the batched evaluator.
+
+    python offline/evaluate.py run=runs/reach_avoid/sevpo/high/seed0 episodes=100 start=hazard seed=0
+
+Writes <run>/eval/<start>_seed<seed>/metrics.json (+ plots for tasks that have them) and prints a
+summary. Bad input (no run, a missing or corrupt checkpoint) is one line with exit status 2.
+"""
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from go2_sevpo.cli import hydra_entry
+from go2_sevpo.evaluation.evaluator import EvalConfig, LearnedPolicy, eval_start_mode, evaluate
+from go2_sevpo.envs.registry import config_from_dict
+from go2_sevpo.training.trainer import load_run
+
+KEYS = ("episodes", "success_rate", "mean_return", "mean_cost", "failure_rate", "max_episode_cost",
+        "normalized_reward", "normalized_cost", "fall_rate", "region_iou")
+
+
+@hydra_entry("evaluate")
+def main(cfg: DictConfig) -> None:
+    algo, normalizer, payload = load_run(cfg.run, cfg.device)
+    eval_cfg = EvalConfig(episodes=cfg.episodes, start=cfg.start, seed=cfg.seed, record_envs=cfg.record_envs)
+    start = eval_start_mode(config_from_dict(payload["env"], payload["env_config"]), eval_cfg)
+    out_dir = Path(cfg.run) / "eval" / f"{start}_seed{cfg.seed}"
+    policy = LearnedPolicy(algo, normalizer, cfg.seed, algo.device)
+    metrics = evaluate(policy, payload["env"], payload["env_config"], eval_cfg, algo.device, out_dir)
+    print(f"{cfg.run} (step {payload['step']}, start={start}):")
+    for k in KEYS:
+        if metrics.get(k) is not None:
+            print(f"  {k:18s} {metrics[k]:.4g}")
+    print(f"  -> {out_dir / 'metrics.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""SEVPO as a whole: the switch to the trust-region loss at K_trust, the lagged-copy refresh, acting,
+and the stage-1 cache (reused for the same data and config, refused for another dataset)."""
+
+import dataclasses
+
+import pytest
+import torch
+from sevpo_testdata import TINY_ALGO, rollout_arrays
+
+from go2_sevpo.algorithms.base import PretrainContext
+from go2_sevpo.algorithms.sevpo import SEVPO, SEVPOConfig
+from go2_sevpo.data.format import OfflineDataset
+from go2_sevpo.data.sampler import DeviceSampler
+from go2_sevpo.networks import DiffusionConfig
+from go2_sevpo.utils.errors import CacheError, ConfigError
+
+
+def tiny_config(**overrides) -> SEVPOConfig:
+    values = {**TINY_ALGO, **overrides}
+    values["actor"] = DiffusionConfig(**{**TINY_ALGO["actor"], "dropout": 0.0, **overrides.get("actor", {})})
+    return SEVPOConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def dataset() -> OfflineDataset:
+    a = rollout_arrays(num_envs=24, steps=30, seed=0)
+    return OfflineDataset(**{k: a[k] for k in ("observations", "next_observations", "actions", "rewards", "costs")},
+                          terminals=a["terminals"].astype(bool), timeouts=a["timeouts"].astype(bool))
+
+
+def context(ds, sampler, cache_dir="", fingerprint=None) -> PretrainContext:
+    return PretrainContext(dataset=ds, sampler=sampler, fingerprint=fingerprint or ds.fingerprint(),
+                           cache_dir=str(cache_dir), log=lambda *a: None, message=lambda m: None,
+                           log_interval=1000, show_progress=False)
+
+
+def make(ds, total_steps=10, seed=0, **overrides):
+    torch.manual_seed(seed)
+    algo = SEVPO(tiny_config(**overrides), ds.obs_dim, ds.act_dim, total_steps, "cpu", seed)
+    return algo, DeviceSampler(ds, "cpu", seed)
+
+
+def test_config_switches_are_validated(dataset):
+    for bad in ({"cost_transform": "bogus"}, {"unsafe_actions": "x"}, {"select": "best"}, {"objective_penalty": "y"}):
+        with pytest.raises(ConfigError):
+            make(dataset, **bad)
+
+
+def test_update_before_stage1_is_refused(dataset):
+    algo, sampler = make(dataset)
+    with pytest.raises(RuntimeError, match="stage 1"):
+        algo.update(sampler, 0)
+
+
+def test_trust_region_switch_at_k_trust(dataset):
+    # Everything is "unsafe" (l < 0), and with k = 1 the lag copy equals the actor at every step, so
+    # eq. 15's loss is exactly 0 from K_trust on, while eq. 14's loss before it is not.
+    algo, sampler = make(dataset, total_steps=8, trust_start=0.5, lag_refresh=1, region_threshold=-1.0)
+    algo.stage1_done = True
+    phases, unsafe_losses = [], []
+    for step in range(8):
+        out = algo.update(sampler, step)
+        phases.append(out["trust_phase"])
+        unsafe_losses.append(float(out["loss_actor_unsafe"]))
+    assert algo.trust_start_step == 4
+    assert phases == [0.0] * 4 + [1.0] * 4
+    assert all(x > 0 for x in unsafe_losses[:4])
+    assert all(x == 0.0 for x in unsafe_losses[4:])
+    assert float(out["safe_state_fraction"]) == 0.0
+
+
+def test_trust_region_off_keeps_eq14(dataset):
+    algo, sampler = make(dataset, total_steps=4, trust_start=0.0, trust_region=False, lag_refresh=1, region_threshold=-1.0)
+    algo.stage1_done = True
+    out = algo.update(sampler, 3)
+    assert out["trust_phase"] == 0.0 and float(out["loss_actor_unsafe"]) > 0
+
+
+def test_lag_copy_refreshed_every_k_steps(dataset):
+    algo, sampler = make(dataset, lag_refresh=3)
+    algo.stage1_done = True
+
+    def lag_equals_actor() -> bool:
+        return all(torch.equal(a, b) for a, b in zip(algo.actor.parameters(), algo.actor_lag.parameters()))
+
+    pattern = []
+    for step in range(7):
+        algo.update(sampler, step)
+        pattern.append(lag_equals_actor())
+    # refreshed after steps 2 and 5 (every 3rd step); between refreshes the actor moves on
+    assert pattern == [False, False, True, False, False, True, False]
+
+
+def test_ema_actor_moves_slowly(dataset):
+    algo, sampler = make(dataset, actor_ema=0.5)
+    algo.stage1_done = True
+    before = [p.clone() for p in algo.actor_ema.parameters()]
+    algo.update(sampler, 0)
+    for e, e0, a in zip(algo.actor_ema.parameters(), before, algo.actor.parameters()):
+        assert torch.allclose(e, 0.5 * e0 + 0.5 * a, atol=1e-6)
+
+
+def test_act_is_batched_valid_and_follows_the_rule(dataset):
+    algo, sampler = make(dataset)
+    algo.stage1_done = True
+    obs = sampler.sample(10).observations
+    g = torch.Generator().manual_seed(0)
+    a = algo.act(obs, g)
+    assert a.shape == (10, 2) and float(a.abs().max()) <= 1.0
+    # with select=minqc the chosen candidate has the least Qc_hat among the same candidates
+    algo.cfg = dataclasses.replace(algo.cfg, select="minqc")
+    chosen = algo.act(obs, torch.Generator().manual_seed(5))
+    cands = algo.actor_ema.sample(obs, torch.Generator().manual_seed(5), algo.cfg.num_candidates)
+    qc = algo.conservative_q(obs.repeat_interleave(algo.cfg.num_candidates, 0), cands.reshape(-1, 2)).view(10, -1)
+    assert torch.equal(chosen, cands[torch.arange(10), qc.argmin(1)])
+
+
+def test_same_seed_same_updates(dataset):
+    outs = []
+    for _ in range(2):
+        algo, sampler = make(dataset, seed=4)
+        algo.pretrain(context(dataset, sampler))
+        for step in range(3):
+            algo.update(sampler, step)
+        outs.append(torch.cat([p.flatten() for p in algo.actor.parameters()]))
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_stage1_cache_reused_and_guarded(dataset, tmp_path):
+    algo, sampler = make(dataset)
+    algo.pretrain(context(dataset, sampler, tmp_path))
+    files = list(tmp_path.glob("sevpo_stage1_*.pt"))
+    assert len(files) == 1 and dataset.fingerprint() in files[0].name
+    trained = algo.conservative_cost_value.state_dict()
+
+    # Same data, same stage-1 config, another run seed: loaded, identical networks, no training.
+    other, sampler2 = make(dataset, seed=9)
+    other._train_stage1 = lambda ctx: pytest.fail("stage 1 retrained although cached")
+    other.pretrain(context(dataset, sampler2, tmp_path))
+    assert other.stage1_done
+    assert all(torch.equal(trained[k], v) for k, v in other.conservative_cost_value.state_dict().items())
+
+    # Another stage-1 config gets another file (not the cached one).
+    changed, sampler3 = make(dataset, cost_expectile=0.8)
+    assert changed.stage1_cache_path(context(dataset, sampler3, tmp_path)) != files[0]
+
+    # A cache from another dataset: refused with a one-line error.
+    foreign, sampler4 = make(dataset, stage1_cache=str(files[0]))
+    with pytest.raises(CacheError, match="another dataset"):
+        foreign.pretrain(context(dataset, sampler4, tmp_path, fingerprint="0123456789abcdef"))
+    # Same file, other stage-1 settings: refused too.
+    mismatch, sampler5 = make(dataset, stage1_cache=str(files[0]), alpha=0.5)
+    with pytest.raises(CacheError, match="other stage-1 settings"):
+        mismatch.pretrain(context(dataset, sampler5, tmp_path))
+    # A corrupt cache file: one-line error.
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"not a torch file")
+    corrupt, sampler6 = make(dataset, stage1_cache=str(bad))
+    with pytest.raises(CacheError, match="unreadable"):
+        corrupt.pretrain(context(dataset, sampler6, tmp_path))
+
+
+def test_cached_stage1_leaves_stage2_unchanged(dataset, tmp_path):
+    """A run that loads stage 1 from the cache continues exactly like one that trained it."""
+    results = []
+    for _ in range(2):  # first: trains and writes the cache; second: loads it
+        algo, sampler = make(dataset, seed=1)
+        algo.pretrain(context(dataset, sampler, tmp_path))
+        for step in range(3):
+            algo.update(sampler, step)
+        results.append(torch.cat([p.flatten() for p in algo.actor.parameters()]))
+    assert torch.equal(results[0], results[1])
