@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ import torch
 from tqdm import tqdm
 
 from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, PretrainContext
+# Shared with FISOR (and re-exported here for SEVPO's own tests): one implementation of each formula.
+from go2_sevpo.algorithms.common import cosine_factor, expectile_loss, hj_target, reversed_expectile_loss
 from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
 from go2_sevpo.networks import CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, hard_update, soft_update
 from go2_sevpo.training.checkpoint import atomic_save, load_file
@@ -88,21 +89,6 @@ STAGE1_FORMAT = 1
 
 
 # ------------------------------------------------------------------------- the paper's formulas
-def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
-    """IQL's L^tau(u) = |tau - 1{u < 0}| u^2 with u = target - prediction: tau > 0.5 fits an UPPER
-    expectile of the target."""
-    weight = torch.where(diff < 0, 1.0 - tau, tau)
-    return (weight * diff.pow(2)).mean()
-
-
-def reversed_expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
-    """Eq. 6: L^tau(u) = |tau - 1{u > 0}| u^2, u = Qc_hat(s, a) - Vc_hat(s). Targets BELOW the
-    prediction weigh tau (0.9), targets above 1 - tau, so Vc_hat fits a LOW expectile of Qc_hat over
-    dataset actions: a soft min over the data's actions (the paper's footnote 1)."""
-    weight = torch.where(diff > 0, 1.0 - tau, tau)
-    return (weight * diff.pow(2)).mean()
-
-
 def safe_region_objective(qr: torch.Tensor, qc: torch.Tensor, delta: float, penalty: str = "shifted") -> torch.Tensor:
     """Eq. 10: f = Qr if Qc <= delta, else Qr penalised by a factor p: Qr / p when Qr >= 0 and Qr * p
     when Qr < 0 (the paper assumes Qr >= 0; dividing a negative Qr would REWARD cost).
@@ -132,8 +118,7 @@ def cost_critic_target(costs: torch.Tensor, next_value: torch.Tensor, mask: torc
     none (eq. 7, absorbing-state form): (1-alpha) c + alpha (c + gamma V(s')) = c + alpha gamma mask V(s').
     hj (FISOR): h = scale if c > 0 else -1; (1-gamma) h + gamma max(h, V(s')), and h where terminal."""
     if cfg.cost_transform == "hj":
-        h = torch.where(costs > 0, cfg.hj_cost_scale, -1.0)
-        return mask * ((1 - cfg.gamma) * h + cfg.gamma * torch.maximum(h, next_value)) + (1 - mask) * h
+        return hj_target(costs, next_value, mask, cfg.gamma, cfg.hj_cost_scale)
     return costs + cfg.alpha * cfg.gamma * mask * next_value
 
 
@@ -200,7 +185,7 @@ class SEVPO(OfflineAlgorithm):
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.actor_scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.actor_optimizer,
-            (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(total_steps, 1)))) if cfg.cosine_lr else (lambda s: 1.0),
+            cosine_factor(total_steps) if cfg.cosine_lr else (lambda s: 1.0),
         )
 
     # ----------------------------------------------------------------- critic views

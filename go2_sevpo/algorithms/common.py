@@ -1,0 +1,77 @@
+"""Formulas and dataset statistics shared by several algorithms (one implementation of each).
+
+    expectile_loss            IQL's upper expectile (SEVPO's Vf, FISOR's reward V)
+    reversed_expectile_loss   the low expectile of a cost critic (SEVPO eq. 6, FISOR's Vh)
+    hj_cost / hj_target       FISOR's Hamilton-Jacobi feasibility transform and Bellman target
+    discounted_cost_budget    an episode cost limit in discounted per-state units (CPQ, COptiDICE)
+    trajectory_sums, safe_trajectory_rows, initial_rows   per-trajectory views of a dataset
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from go2_sevpo.data.format import OfflineDataset
+
+
+def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
+    """IQL's L^tau(u) = |tau - 1{u < 0}| u^2 with u = target - prediction: tau > 0.5 fits an UPPER
+    expectile of the target."""
+    weight = torch.where(diff < 0, 1.0 - tau, tau)
+    return (weight * diff.pow(2)).mean()
+
+
+def reversed_expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
+    """SEVPO eq. 6 / FISOR's Vh loss: L^tau(u) = |tau - 1{u > 0}| u^2, u = Q(s, a) - V(s). Targets
+    BELOW the prediction weigh tau (0.9), targets above 1 - tau, so V fits a LOW expectile of the cost
+    critic over dataset actions: a soft min over the data's actions."""
+    weight = torch.where(diff > 0, 1.0 - tau, tau)
+    return (weight * diff.pow(2)).mean()
+
+
+def hj_cost(costs: torch.Tensor, scale: float) -> torch.Tensor:
+    """FISOR's constraint signal h(s): `scale` where the step has cost, -1 elsewhere."""
+    return torch.where(costs > 0, scale, -1.0)
+
+
+def hj_target(costs: torch.Tensor, next_value: torch.Tensor, mask: torch.Tensor, gamma: float,
+              scale: float) -> torch.Tensor:
+    """FISOR's discounted Hamilton-Jacobi reachability target (Fisac et al. 2019):
+    Qh(s, a) <- (1 - gamma) h + gamma max(h, Vh(s')), and h alone where the episode ends. The fixed
+    point is <= 0 exactly where the constraint can be kept for ever (the feasible region)."""
+    h = hj_cost(costs, scale)
+    return mask * ((1 - gamma) * h + gamma * torch.maximum(h, next_value)) + (1 - mask) * h
+
+
+def cosine_factor(total_steps: int):
+    """lr multiplier for `LambdaLR`: cosine decay from 1 to 0 over `total_steps`."""
+    return lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(total_steps, 1)))
+
+
+def discounted_cost_budget(cost_limit: float, gamma: float, episode_length: int) -> float:
+    """An episode cost limit as a per-state discounted cost: the discounted sum of the limit spread
+    evenly over the episode, limit / L * (1 - gamma^L) / (1 - gamma) (CPQ's and FISOR's `qc_thres`)."""
+    return cost_limit * (1 - gamma**episode_length) / (1 - gamma) / episode_length
+
+
+# ----------------------------------------------------------------------------- trajectory views
+def trajectory_sums(dataset: OfflineDataset, values: np.ndarray) -> np.ndarray:
+    """Undiscounted per-trajectory sums of a per-row array, (E,) in file order."""
+    bounds = dataset.episode_bounds()
+    return np.add.reduceat(np.asarray(values, dtype=np.float64), bounds[:, 0]) if len(bounds) else np.zeros(0)
+
+
+def safe_trajectory_rows(dataset: OfflineDataset, cost_limit: float) -> np.ndarray:
+    """Row indices of every trajectory whose undiscounted episode cost is <= cost_limit (BC-safe)."""
+    bounds = dataset.episode_bounds()
+    keep = trajectory_sums(dataset, dataset.costs) <= cost_limit
+    lengths = bounds[:, 1] - bounds[:, 0]
+    return np.flatnonzero(np.repeat(keep, lengths))
+
+
+def initial_rows(dataset: OfflineDataset) -> np.ndarray:
+    """Row index of the first transition of every trajectory (samples of the initial distribution)."""
+    return dataset.episode_bounds()[:, 0]
