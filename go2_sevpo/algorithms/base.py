@@ -43,6 +43,10 @@ class PretrainContext:
     # Trainer settings that change what a pre-training stage computes (e.g. observation
     # normalisation); cache keys must include them.
     cache_key_extra: dict = field(default_factory=dict)
+    # The task's episode cost limit (kappa) and episode length, for algorithms whose data filter or
+    # cost threshold is defined by them (BC-safe, CPQ, COptiDICE); None when unknown.
+    cost_limit: float | None = None
+    max_episode_length: int | None = None
 
 
 class OfflineAlgorithm(ABC):

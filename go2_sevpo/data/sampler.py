@@ -60,11 +60,17 @@ class DeviceSampler:
     def __len__(self) -> int:
         return self.size
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> TransitionBatch:
+    def sample(self, batch_size: int, generator: torch.Generator | None = None,
+               rows: torch.Tensor | None = None) -> TransitionBatch:
         """Uniform draw with replacement. A separate `generator` gives a separate, reproducible stream
-        (SEVPO's stage 1 uses one, so a cached stage 1 leaves stage 2's stream unchanged)."""
+        (SEVPO's stage 1 uses one, so a cached stage 1 leaves stage 2's stream unchanged). `rows`
+        (a 1-D index tensor on the device) restricts the draw to those rows (BC-safe's safe
+        trajectories, COptiDICE's initial states)."""
         gen = self.generator if generator is None else generator
-        idx = torch.randint(0, self.size, (batch_size,), generator=gen, device=self.device)
+        if rows is None:
+            idx = torch.randint(0, self.size, (batch_size,), generator=gen, device=self.device)
+        else:
+            idx = rows[torch.randint(0, rows.numel(), (batch_size,), generator=gen, device=self.device)]
         return self.gather(idx)
 
     def gather(self, idx: torch.Tensor) -> TransitionBatch:

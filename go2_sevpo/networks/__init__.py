@@ -1,17 +1,20 @@
-"""Shared networks: MLPs and value heads, batched critic ensembles, the diffusion actor."""
+"""Shared networks: MLPs and value heads, batched critic ensembles, the diffusion actor, MLP policies."""
 
 from go2_sevpo.networks.diffusion import DiffusionActor, DiffusionConfig, vp_beta_schedule
 from go2_sevpo.networks.ensemble import CriticEnsemble, EnsembleLinear, EnsembleMLP
 from go2_sevpo.networks.mlp import MLP, ObservationNormalizer, ValueNetwork, hard_update, soft_update
+from go2_sevpo.networks.policy import DeterministicActor, TanhGaussianActor
 
 __all__ = [
     "CriticEnsemble",
+    "DeterministicActor",
     "DiffusionActor",
     "DiffusionConfig",
     "EnsembleLinear",
     "EnsembleMLP",
     "MLP",
     "ObservationNormalizer",
+    "TanhGaussianActor",
     "ValueNetwork",
     "hard_update",
     "soft_update",

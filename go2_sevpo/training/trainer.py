@@ -252,6 +252,7 @@ class OfflineTrainer:
             cache_dir=str(Path(cfg.cache_dir).resolve()) if cfg.cache_dir else "",
             log=self.log, message=self.message, log_interval=cfg.log_interval, show_progress=cfg.progress,
             cache_key_extra={"normalize_obs": cfg.normalize_obs},
+            cost_limit=float(cfg.env.cost_limit), max_episode_length=int(cfg.env.max_episode_length),
         ))
         if not resumed:
             self.save()  # a kill after pre-training resumes here, without the cache

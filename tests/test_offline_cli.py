@@ -1,0 +1,132 @@
+"""End to end through the scripts, as a user runs them: train a few hundred steps on a small file,
+evaluate, resume after kill -9 (bit-identical to an uninterrupted run), and bad input as one line
+with exit status 2."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+from sevpo_testdata import TINY_OVERRIDES, run_repo_script, write_reach_avoid_file
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_reach_avoid_file(tmp_path_factory.mktemp("data") / "ra.h5", num_envs=48, steps=40, seed=0)
+
+
+def train_args(data: Path, run_dir: Path, cache: Path, *extra: str) -> list[str]:
+    return ["offline/train.py", f"dataset={data}", f"hydra.run.dir={run_dir}", f"cache_dir={cache}",
+            "steps=200", "save_interval=50", *TINY_OVERRIDES, *extra]
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, fragment: str) -> None:
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert fragment in lines[0], lines[0]
+
+
+def actor_params(run_dir: Path) -> torch.Tensor:
+    state = torch.load(run_dir / "checkpoints/latest.pt", weights_only=False)["algorithm"]
+    return torch.cat([v.flatten() for k, v in sorted(state["actor"].items())])
+
+
+def test_train_then_evaluate(data, tmp_path):
+    run_dir = tmp_path / "run"
+    r = run_repo_script(*train_args(data, run_dir, tmp_path / "cache"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("episodes", "mean_return", "mean_cost", "normalized_reward", "normalized_cost", "failure_rate",
+                "max_episode_cost", "success_rate", "fall_rate", "region_iou", "unsafe_region_iou", "history"):
+        assert key in metrics, key
+    assert metrics["episodes"] == 8 and metrics["steps"] == 200
+    assert (run_dir / "checkpoints/latest.pt").is_file() and (run_dir / "config.yaml").is_file()
+    assert (run_dir / "plots/training.png").is_file() and (run_dir / "plots/reach_avoid_paper_final.png").is_file()
+    assert list((run_dir / "tensorboard").glob("events.*"))
+    assert list((tmp_path / "cache").glob("sevpo_stage1_*.pt"))
+
+    r = run_repo_script("offline/evaluate.py", f"run={run_dir}", "episodes=6", "start=hazard", "seed=3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads((run_dir / "eval/hazard_seed3/metrics.json").read_text())
+    assert out["episodes"] == 6 and out["start"] == "hazard" and out["mean_cost"] > 0  # starts inside the hazard
+    assert (run_dir / "eval/hazard_seed3/plots/reach_avoid_hazard.png").is_file()
+
+    r = run_repo_script(*train_args(data, run_dir, tmp_path / "cache"))  # the same command again
+    assert r.returncode == 0 and "already complete" in r.stdout + r.stderr
+
+    r = run_repo_script(*train_args(data, run_dir, tmp_path / "cache", "algo.mu_safe=2.0"))
+    assert_one_line_error(r, "other settings")
+
+
+def test_kill9_then_same_command_resumes_bit_identically(data, tmp_path):
+    steps = ["steps=400", "save_interval=20"]
+    whole = tmp_path / "whole"
+    r = run_repo_script(*train_args(data, whole, tmp_path / "cache", *steps))
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    args = [sys.executable, *train_args(data, killed, tmp_path / "cache", *steps)]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    ckpt, deadline, step = killed / "checkpoints/latest.pt", time.time() + 120, 0
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists():
+            try:
+                step = torch.load(ckpt, weights_only=False)["step"]
+            except Exception:  # noqa: BLE001 - the rename makes this rare, but keep polling
+                step = 0
+            if step >= 40:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 40 <= step < 400
+
+    r = run_repo_script(*train_args(data, killed, tmp_path / "cache", *steps))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming" in r.stdout + r.stderr
+    assert torch.equal(actor_params(whole), actor_params(killed))
+
+
+def test_bad_dataset_inputs(data, tmp_path):
+    wrong = tmp_path / "wrong_dim.h5"
+    with h5py.File(data) as f, h5py.File(wrong, "w") as g:
+        for k in f:
+            a = f[k][()]
+            g[k] = a[:, :5] if k in ("observations", "next_observations") else a
+    assert_one_line_error(run_repo_script(*train_args(wrong, tmp_path / "r1", tmp_path / "c")),
+                          "observation dim 5 does not match the env's 8")
+    assert_one_line_error(run_repo_script(*train_args(tmp_path / "missing.h5", tmp_path / "r2", tmp_path / "c")),
+                          "no such file")
+    assert_one_line_error(run_repo_script("offline/train.py", "algo=nope", f"dataset={data}"), "unknown algo 'nope'")
+    r = run_repo_script("offline/train.py")
+    assert_one_line_error(r, "dataset=PATH is required")
+
+
+def test_stage1_cache_from_another_dataset_is_refused(data, tmp_path):
+    other = write_reach_avoid_file(tmp_path / "other.h5", num_envs=24, steps=30, seed=5)
+    r = run_repo_script(*train_args(other, tmp_path / "r_other", tmp_path / "cache", "steps=1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    (foreign,) = list((tmp_path / "cache").glob("sevpo_stage1_*.pt"))
+    r = run_repo_script(*train_args(data, tmp_path / "r_data", tmp_path / "cache", f"algo.stage1_cache={foreign}"))
+    assert_one_line_error(r, "was trained on another dataset")
+
+
+def test_evaluate_bad_runs(tmp_path):
+    assert_one_line_error(run_repo_script("offline/evaluate.py", f"run={tmp_path / 'nope'}"), "no such run directory")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(run_repo_script("offline/evaluate.py", f"run={empty}"), "no such file")
+    (empty / "checkpoints").mkdir()
+    (empty / "checkpoints/latest.pt").write_bytes(b"PK\x03\x04 truncated")
+    assert_one_line_error(run_repo_script("offline/evaluate.py", f"run={empty}"), "unreadable checkpoint")
