@@ -41,6 +41,28 @@ def check_group_choices(argv: list[str]) -> None:
             sys.exit(2)
 
 
+def check_overrides(config_name: str, argv: list[str]) -> None:
+    """A misspelt key (`stepz=3`) or a value of the wrong type would make Hydra print a multi-line
+    report: compose the config once with the command's overrides (Hydra's own settings left out) and
+    turn a failure into one line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = [a for a in argv[1:] if not a.startswith(("hydra.", "hydra/", "-", "+hydra", "~hydra"))]
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            compose(config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        text = str(e) + "\n" + (str(e.__cause__) if e.__cause__ is not None else "")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        detail = next((line for line in lines[1:] if not line.startswith(("To append", "full_key", "object_type",
+                                                                          "reference_type"))), "")
+        print(f"error: {lines[0] if lines else type(e).__name__}" + (f" ({detail})" if detail else ""),
+              file=sys.stderr)
+        sys.exit(2)
+
+
 def hydra_entry(config_name: str, flag_aliases: tuple[str, ...] = ()):
     """Decorator for a script's main: registers schemas, accepts `--flag value`, catches bad input."""
     import hydra
@@ -50,6 +72,7 @@ def hydra_entry(config_name: str, flag_aliases: tuple[str, ...] = ()):
             hydra_argv(flag_aliases)
             check_group_choices(sys.argv)
             register_configs()
+            check_overrides(config_name, sys.argv)
             hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(one_line_errors(fn))()
 
         return main
