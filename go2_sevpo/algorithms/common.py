@@ -3,6 +3,7 @@
     expectile_loss            IQL's upper expectile (SEVPO's Vf, FISOR's reward V)
     reversed_expectile_loss   the low expectile of a cost critic (SEVPO eq. 6, FISOR's Vh)
     hj_cost / hj_target       FISOR's Hamilton-Jacobi feasibility transform and Bellman target
+    implicit_value_step       one IQL-style (V, then Q from V(s')) step: SEVPO stage 1, FISOR's critics
     discounted_cost_budget    an episode cost limit in discounted per-state units (CPQ, COptiDICE)
     trajectory_sums, safe_trajectory_rows, initial_rows   per-trajectory views of a dataset
 """
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from go2_sevpo.data.format import OfflineDataset
+from go2_sevpo.networks import soft_update
 
 
 def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
@@ -44,6 +46,35 @@ def hj_target(costs: torch.Tensor, next_value: torch.Tensor, mask: torch.Tensor,
     point is <= 0 exactly where the constraint can be kept for ever (the feasible region)."""
     h = hj_cost(costs, scale)
     return mask * ((1 - gamma) * h + gamma * torch.maximum(h, next_value)) + (1 - mask) * h
+
+
+def implicit_value_step(critic, critic_target, value, critic_optimizer, value_optimizer, batch, *,
+                        pessimism: str, value_loss, target, tau: float, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One step of the IQL pattern shared by SEVPO's stage 1 and FISOR's two critic pairs:
+      1. V(s) towards an expectile of the pessimistic TARGET critic over dataset actions
+         (`value_loss(Q_target(s, a) - V(s))`; `pessimism` "min" for rewards, "max" for costs),
+      2. every member of Q(s, a) towards `target(next_value, mask)` with V(s') from the updated V
+         (loss: per-member MSE, summed over members),
+      3. Polyak update of the target critic.
+    Returns detached (value_loss, critic_loss, value, q) tensors for logging."""
+    obs, actions = batch.observations, batch.actions
+    with torch.no_grad():
+        q_all = critic_target(obs, actions)
+        q_target_net = q_all.max(0).values if pessimism == "max" else q_all.min(0).values
+    v = value(obs)
+    v_loss = value_loss(q_target_net - v)
+    value_optimizer.zero_grad(set_to_none=True)
+    v_loss.backward()
+    value_optimizer.step()
+    with torch.no_grad():
+        bellman_target = target(value(batch.next_observations), mask)
+    q = critic(obs, actions)
+    q_loss = (q - bellman_target).pow(2).mean(1).sum()
+    critic_optimizer.zero_grad(set_to_none=True)
+    q_loss.backward()
+    critic_optimizer.step()
+    soft_update(critic_target, critic, tau)
+    return {"value_loss": v_loss.detach(), "critic_loss": q_loss.detach(), "value": v.detach(), "q": q.detach()}
 
 
 def cosine_factor(total_steps: int):

@@ -15,6 +15,11 @@ from go2_sevpo.utils.errors import ConfigError
 # name -> ("module:AlgorithmClass", "module:ConfigClass")
 _ALGORITHMS: dict[str, tuple[str, str]] = {
     "sevpo": ("go2_sevpo.algorithms.sevpo:SEVPO", "go2_sevpo.algorithms.sevpo:SEVPOConfig"),
+    "fisor": ("go2_sevpo.algorithms.fisor:FISOR", "go2_sevpo.algorithms.fisor:FISORConfig"),
+    "bc_all": ("go2_sevpo.algorithms.bc:BC", "go2_sevpo.algorithms.bc:BCConfig"),
+    "bc_safe": ("go2_sevpo.algorithms.bc:BC", "go2_sevpo.algorithms.bc:BCSafeConfig"),
+    "cpq": ("go2_sevpo.algorithms.cpq:CPQ", "go2_sevpo.algorithms.cpq:CPQConfig"),
+    "coptidice": ("go2_sevpo.algorithms.coptidice:COptiDICE", "go2_sevpo.algorithms.coptidice:COptiDICEConfig"),
 }
 
 

@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, PretrainContext
 # Shared with FISOR (and re-exported here for SEVPO's own tests): one implementation of each formula.
-from go2_sevpo.algorithms.common import cosine_factor, expectile_loss, hj_target, reversed_expectile_loss
+from go2_sevpo.algorithms.common import (cosine_factor, expectile_loss, hj_target, implicit_value_step,
+                                         reversed_expectile_loss)
 from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
 from go2_sevpo.networks import CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, hard_update, soft_update
 from go2_sevpo.training.checkpoint import atomic_save, load_file
@@ -210,30 +211,20 @@ class SEVPO(OfflineAlgorithm):
     def _stage1_step(self, batch: TransitionBatch, optimizers) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         q_opt, v_opt = optimizers
-        # Eq. 6: Vc_hat towards a low expectile of the (target) Qc_hat over dataset actions.
-        with torch.no_grad():
-            q_target_net = self.conservative_cost_critic_target(batch.observations, batch.actions).max(0).values
-        v = self.conservative_cost_value(batch.observations)
-        v_loss = reversed_expectile_loss(q_target_net - v, cfg.cost_expectile)
-        v_opt.zero_grad(set_to_none=True)
-        v_loss.backward()
-        v_opt.step()
-        # Eq. 7: Qc_hat towards c + alpha gamma V(s') (or the hj target).
-        with torch.no_grad():
-            next_v = self.conservative_cost_value(batch.next_observations)
-            target = cost_critic_target(batch.costs, next_v, batch.bootstrap_mask(cfg.timeout_is_terminal), cfg)
-        q = self.conservative_cost_critic(batch.observations, batch.actions)
-        q_loss = (q - target).pow(2).mean(1).sum()
-        q_opt.zero_grad(set_to_none=True)
-        q_loss.backward()
-        q_opt.step()
-        soft_update(self.conservative_cost_critic_target, self.conservative_cost_critic, cfg.critic_tau)
+        # Eq. 6: Vc_hat towards a low expectile of the (target) Qc_hat over dataset actions; then
+        # eq. 7: Qc_hat towards c + alpha gamma V(s') (or the hj target). The same step as FISOR's.
+        out = implicit_value_step(
+            self.conservative_cost_critic, self.conservative_cost_critic_target, self.conservative_cost_value,
+            q_opt, v_opt, batch, pessimism="max",
+            value_loss=lambda diff: reversed_expectile_loss(diff, cfg.cost_expectile),
+            target=lambda next_v, mask: cost_critic_target(batch.costs, next_v, mask, cfg),
+            tau=cfg.critic_tau, mask=batch.bootstrap_mask(cfg.timeout_is_terminal))
         return {
-            "loss_conservative_cost_value": v_loss.detach(),
-            "loss_conservative_cost_critic": q_loss.detach(),
-            "conservative_cost_value_mean": v.detach().mean(),
-            "conservative_cost_q_mean": q.detach().mean(),
-            "safe_state_fraction": (v.detach() <= self.threshold).float().mean(),
+            "loss_conservative_cost_value": out["value_loss"],
+            "loss_conservative_cost_critic": out["critic_loss"],
+            "conservative_cost_value_mean": out["value"].mean(),
+            "conservative_cost_q_mean": out["q"].mean(),
+            "safe_state_fraction": (out["value"] <= self.threshold).float().mean(),
         }
 
     def _train_stage1(self, context: PretrainContext) -> None:
