@@ -1,6 +1,7 @@
 """Mix source datasets into datasets of stated safe:unsafe ratios (recipes in configs/mix.yaml).
 
     python data_collection/mix.py                # high / medium / low quality reach-avoid datasets
+    python data_collection/mix.py only=[go2_hard]  # data/go2_hard/mixed.h5: 6,000 expert + 3,000 weak trajectories
 """
 
 from pathlib import Path
@@ -9,7 +10,7 @@ from omegaconf import DictConfig
 
 from go2_sevpo.cli import hydra_entry
 from go2_sevpo.data.format import load_dataset
-from go2_sevpo.data.mix import MixRecipe, mix
+from go2_sevpo.data.mix import MixRecipe, SourceMixRecipe, mix, mix_by_source
 from go2_sevpo.data.summary import summarize
 
 
@@ -19,9 +20,21 @@ def main(cfg: DictConfig) -> None:
     unknown = sorted(set(names) - set(cfg.recipes))
     if unknown:
         raise KeyError(f"unknown recipe(s) {unknown}; recipes: {sorted(cfg.recipes)}")
-    src = Path(cfg.source_dir)
     for name in names:
         r = cfg.recipes[name]
+        src = Path(r.get("source_dir", cfg.source_dir))
+        output = str(r.get("output", Path(cfg.output_dir) / f"{name}.h5"))
+        if "counts" in r:  # whole trajectories per source (Go2)
+            if len(r.sources) != len(r.counts):
+                raise ValueError(f"recipe '{name}': {len(r.sources)} sources but {len(r.counts)} counts")
+            recipe = SourceMixRecipe(name=name, counts={str(src / p): int(n) for p, n in zip(r.sources, r.counts)},
+                                     cost_limit=float(cfg.cost_limit), seed=int(cfg.seed))
+            for path in recipe.counts:
+                if not Path(path).exists():
+                    raise FileNotFoundError(f"source {path} is missing; make it with data_collection/collect.py "
+                                            "(see docs/GO2_PIPELINE.md)")
+            print(summarize(load_dataset(mix_by_source(recipe, output))), end="\n\n")
+            continue
         recipe = MixRecipe(
             name=name,
             ratio=float(r.ratio),
@@ -35,7 +48,7 @@ def main(cfg: DictConfig) -> None:
             if not Path(path).exists():
                 raise FileNotFoundError(f"source {path} is missing; make it with data_collection/collect.py "
                                         "(see README: Reach-avoid data)")
-        out = mix(recipe, str(Path(cfg.output_dir) / f"{name}.h5"))
+        out = mix(recipe, output)
         print(summarize(load_dataset(out)), end="\n\n")
 
 

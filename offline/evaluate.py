@@ -1,10 +1,13 @@
 """Evaluate the last checkpoint of a training run with the batched evaluator.
 
     python offline/evaluate.py run=runs/reach_avoid/sevpo/high/seed0 episodes=100 start=hazard seed=0
+    python offline/evaluate.py run=runs/go2_hard/sevpo/mixed/seed0 episodes=1000 video=true   # + episode_0.mp4
 
 Writes <run>/eval/<start>_seed<seed>/metrics.json (+ plots for tasks that have them) and prints a
 summary. Bad input (no run, a missing or corrupt checkpoint) is one line with exit status 2.
 """
+
+import go2_sevpo.rendering.video  # noqa: F401  first: picks the headless GL platform before mujoco loads
 
 from pathlib import Path
 
@@ -22,7 +25,8 @@ KEYS = ("episodes", "success_rate", "mean_return", "mean_cost", "failure_rate", 
 @hydra_entry("evaluate")
 def main(cfg: DictConfig) -> None:
     algo, normalizer, payload = load_run(cfg.run, cfg.device)
-    eval_cfg = EvalConfig(episodes=cfg.episodes, start=cfg.start, seed=cfg.seed, record_envs=cfg.record_envs)
+    eval_cfg = EvalConfig(episodes=cfg.episodes, start=cfg.start, seed=cfg.seed, record_envs=cfg.record_envs,
+                          video_episodes=cfg.video_episodes if cfg.video else 0)
     start = eval_start_mode(config_from_dict(payload["env"], payload["env_config"]), eval_cfg)
     out_dir = Path(cfg.run) / "eval" / f"{start}_seed{cfg.seed}"
     policy = LearnedPolicy(algo, normalizer, cfg.seed, algo.device)
@@ -31,6 +35,8 @@ def main(cfg: DictConfig) -> None:
     for k in KEYS:
         if metrics.get(k) is not None:
             print(f"  {k:18s} {metrics[k]:.4g}")
+    for path in metrics.get("videos", []):
+        print(f"  video {path}")
     print(f"  -> {out_dir / 'metrics.json'}")
 
 

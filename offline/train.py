@@ -2,6 +2,7 @@
 
     python offline/train.py algo=sevpo env=reach_avoid dataset=data/reach_avoid/high.h5 seed=0
     python offline/train.py algo=sevpo_paper dataset=... device=cuda steps=1000000
+    python offline/train.py env=go2_hard      # dataset: configs/datasets.yaml (data/go2_hard/mixed.h5)
 
 Run directory (hydra.run.dir=... to choose): config.yaml, checkpoints/latest.pt, tensorboard/,
 metrics.json, plots/. Bad input is one line on stderr with exit status 2.
@@ -32,13 +33,27 @@ def main(cfg: DictConfig) -> None:
     metrics = trainer.train()
     print(
         f"{trainer.run_dir}: success {metrics['success_rate']:.3f}  mean cost {metrics['mean_cost']:.3f}  "
-        f"failure {metrics['failure_rate']:.3f}  normalized reward {metrics['normalized_reward']}"
+        f"failure {metrics['failure_rate']:.3f}  fall {metrics['fall_rate']:.3f}  "
+        f"normalized reward {metrics['normalized_reward']}"
         + (f"  region IoU {metrics['region_iou']:.3f}" if "region_iou" in metrics else "")
     )
 
 
+def default_dataset(argv: list[str]) -> str | None:
+    """configs/datasets.yaml: the dataset an env trains on when no dataset= is given (Go2: the mix)."""
+    env = next((a.split("=", 1)[1] for a in argv if a.startswith("env=")), "reach_avoid")
+    return OmegaConf.load(Path(__file__).resolve().parent.parent / "configs" / "datasets.yaml").get(env)
+
+
 if __name__ == "__main__":
     if not any(a.startswith("dataset=") for a in sys.argv[1:]):
-        print("error: dataset=PATH is required (an HDF5 file in the DSRL layout)", file=sys.stderr)
-        sys.exit(2)
+        default = default_dataset(sys.argv[1:])
+        if default is None:
+            print("error: dataset=PATH is required (an HDF5 file in the DSRL layout)", file=sys.stderr)
+            sys.exit(2)
+        if not Path(default).exists():
+            print(f"error: no dataset= given and the default {default} does not exist; make it with "
+                  "data_collection/collect.py and mix.py (docs/GO2_PIPELINE.md)", file=sys.stderr)
+            sys.exit(2)
+        sys.argv.append(f"dataset={default}")
     main()

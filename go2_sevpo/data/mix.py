@@ -47,6 +47,45 @@ def mix(recipe: MixRecipe, output: str, obs_dim: int | None = None, act_dim: int
     safe_idx = rng.choice(len(safe_pool), recipe.num_safe, replace=False)
     unsafe_idx = rng.choice(len(unsafe_pool), num_unsafe, replace=num_unsafe > len(unsafe_pool))
     chosen = [safe_pool[i] for i in safe_idx] + [unsafe_pool[i] for i in unsafe_idx]
+    return _write(chosen, rng, output, recipe.cost_limit,
+                  {**asdict(recipe), "num_unsafe": num_unsafe,
+                   "unsafe_with_replacement": bool(num_unsafe > len(unsafe_pool))})
+
+
+@dataclass
+class SourceMixRecipe:
+    """Whole trajectories counted per source file, whatever their cost (the papers' Go2 data:
+    6,000 expert + 3,000 low-quality trajectories)."""
+
+    name: str
+    counts: dict[str, int]  # source file -> trajectories drawn from it (without replacement)
+    cost_limit: float = 0.0  # recorded only (and used by readers to call a trajectory safe)
+    seed: int = 0
+
+
+def mix_by_source(recipe: SourceMixRecipe, output: str, obs_dim: int | None = None,
+                  act_dim: int | None = None) -> str:
+    rng = np.random.default_rng(recipe.seed)
+    chosen, envs = [], set()
+    for path, count in recipe.counts.items():
+        ds = load_dataset(path, obs_dim, act_dim)
+        envs.add(ds.attrs.get("env"))
+        bounds = ds.episode_bounds()
+        if count > len(bounds):
+            raise DatasetError(f"recipe '{recipe.name}': wants {count} trajectories from {path}, which holds "
+                               f"{len(bounds)}; collect more episodes")
+        chosen += [(ds, int(bounds[i][0]), int(bounds[i][1])) for i in rng.choice(len(bounds), count, replace=False)]
+    envs.discard(None)
+    if len(envs) > 1:
+        raise DatasetError(f"recipe '{recipe.name}': the sources were collected on different envs {sorted(envs)}")
+    if not chosen:
+        raise DatasetError(f"recipe '{recipe.name}': no trajectories asked for")
+    return _write(chosen, rng, output, recipe.cost_limit, asdict(recipe))
+
+
+def _write(chosen: list[tuple[OfflineDataset, int, int]], rng: np.random.Generator, output: str, cost_limit: float,
+           recipe: dict) -> str:
+    """Shuffle the chosen trajectories, concatenate them and write the file with the recipe attached."""
     order = rng.permutation(len(chosen))
     chosen = [chosen[i] for i in order]
     arrays = {k: np.concatenate([getattr(ds, k)[s:e] for ds, s, e in chosen]) for k in REQUIRED_KEYS}
@@ -56,10 +95,9 @@ def mix(recipe: MixRecipe, output: str, obs_dim: int | None = None, act_dim: int
     attrs = {
         "env": first.attrs.get("env"),
         "env_config": first.attrs.get("env_config"),
-        "cost_limit": recipe.cost_limit,
+        "cost_limit": cost_limit,
         "source_names": first.attrs.get("source_names"),
-        "recipe": {**asdict(recipe), "num_unsafe": num_unsafe,
-                   "unsafe_with_replacement": bool(num_unsafe > len(unsafe_pool))},
+        "recipe": recipe,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     write_dataset(output, arrays, extras, attrs)

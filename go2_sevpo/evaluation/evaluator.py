@@ -34,6 +34,9 @@ class EvalConfig:
     record_envs: int = 20  # envs whose observation trajectories are kept for plots
     reward_min: float | None = None  # override the task's reward range for normalisation
     reward_max: float | None = None
+    # Render the first K episodes to <out_dir>/episode_<k>.mp4 (envs with a `record_qpos` option and a
+    # MuJoCo scene, i.e. Go2); 0 = no video.
+    video_episodes: int = 0
 
 
 @dataclass
@@ -44,6 +47,10 @@ class EvalResult:
     alive: np.ndarray  # (T + 1, K) bool: the row still belongs to that env's first episode
     env_name: str
     start: str
+    qpos: np.ndarray | None = None  # (T + 1, V, nq) states of the first V envs when video_episodes > 0
+    qpos_alive: np.ndarray | None = None  # (T + 1, V) bool, as `alive`
+    render_model: Any = None  # the env's MjModel to render qpos with
+    dt: float = 0.0  # env seconds per step (video frame rate)
 
 
 class LearnedPolicy:
@@ -78,7 +85,16 @@ def run_episodes(policy: Policy, env_name: str, env_overrides: dict[str, Any], c
     overrides = {k: v for k, v in env_overrides.items() if k not in ("num_envs", "device", "seed", "start", "name")}
     probe_cfg = make_env_config(env_name, overrides)
     start = eval_start_mode(probe_cfg, cfg)
+    if cfg.video_episodes > 0:
+        if not hasattr(probe_cfg, "record_qpos"):
+            raise ValueError(f"env '{env_name}' cannot record videos (it has no record_qpos option)")
+        overrides["record_qpos"] = True
     env = make_env(env_name, **overrides, num_envs=cfg.episodes, device=str(device), seed=cfg.seed, start=start)
+    num_video = min(cfg.video_episodes, env.num_envs)
+    if num_video:
+        env.qpos_history.clear()
+        qpos = [env.get_render_state()[:num_video]]
+        qpos_alive = [torch.ones(num_video, dtype=torch.bool)]
     n, dev = env.num_envs, env.device
     obs = env.get_observations()["policy"]
     returns = torch.zeros(n, device=dev)
@@ -99,6 +115,9 @@ def run_episodes(policy: Policy, env_name: str, env_overrides: dict[str, Any], c
         success |= extras["success"] & active
         reasons = torch.where(done & active, extras["termination_reason"], reasons)
         trajectory.append(extras["final_observations"][:k].clone())
+        if num_video:  # the state this step reached, before an auto-reset replaced it
+            qpos.append(env.qpos_history.pop()[:num_video])
+            qpos_alive.append(active[:num_video].cpu())
         alive.append(active[:k].clone())
         finished |= done
         obs = env.get_observations()["policy"]
@@ -111,8 +130,12 @@ def run_episodes(policy: Policy, env_name: str, env_overrides: dict[str, Any], c
     reward_range = reward_range_for(env_name, env.cfg, (cfg.reward_min, cfg.reward_max))
     metrics = summarize(records, env.cfg.cost_limit, reward_range)
     metrics.update({"env": env_name, "start": start, "seed": cfg.seed})
-    return EvalResult(metrics, records, torch.stack(trajectory).cpu().numpy(), torch.stack(alive).cpu().numpy(),
-                      env_name, start)
+    result = EvalResult(metrics, records, torch.stack(trajectory).cpu().numpy(), torch.stack(alive).cpu().numpy(),
+                        env_name, start)
+    if num_video:
+        result.qpos, result.qpos_alive = torch.stack(qpos).numpy(), torch.stack(qpos_alive).numpy()
+        result.render_model, result.dt = env.mj_model, float(env.dt)
+    return result
 
 
 def make_env_config(env_name: str, overrides: dict[str, Any]):
@@ -131,9 +154,23 @@ def evaluate(policy: LearnedPolicy, env_name: str, env_overrides: dict[str, Any]
         module, fn = TASK_REPORTS[env_name].split(":")
         report = getattr(importlib.import_module(module), fn)
         metrics.update(report(result, policy.safe_set, Path(out_dir) / "plots" if out_dir else None, tag))
+    if out_dir is not None and result.qpos is not None:
+        metrics["videos"] = write_videos(result, Path(out_dir))
     if out_dir is not None:
         write_json(Path(out_dir) / "metrics.json", metrics)
     return metrics
+
+
+def write_videos(result: EvalResult, out_dir: Path) -> list[str]:
+    """One mp4 per recorded env: its first episode, start state included. (MuJoCo picks its GL platform
+    when first imported: scripts import go2_sevpo.rendering.video first, which selects EGL.)"""
+    from go2_sevpo.rendering.video import render_video
+
+    paths = []
+    for i in range(result.qpos.shape[1]):
+        frames = result.qpos[result.qpos_alive[:, i], i]
+        paths.append(str(render_video(result.render_model, frames, out_dir / f"episode_{i}.mp4", fps=1.0 / result.dt)))
+    return paths
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -81,7 +81,9 @@ class Go2NavEnv(BatchedEnv):
         self.base_body_mass = torch.tensor(m.body_mass, dtype=torch.float32, device=dev)
         self.base_body_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "base")
         # Per track: platform spans (u0, u1, height) for "random" starts, padded to a tensor.
-        spans = [[(s.u0, s.u1, s.h0) for s in segs[:-1] if s.kind == "platform"] for segs in self.terrain.tracks]
+        # (A flat track is one platform that is also the goal platform: it is its own start span.)
+        spans = [[(s.u0, s.u1, s.h0) for s in (segs[:-1] or segs) if s.kind == "platform"]
+                 for segs in self.terrain.tracks]
         width = max(len(s) for s in spans)
         padded = [s + [s[0]] * (width - len(s)) for s in spans]
         self.track_platforms = torch.tensor(padded, dtype=torch.float32, device=dev)  # (T, K, 3)
