@@ -53,7 +53,9 @@ class CPQConfig(AlgorithmConfig):
     ood_quantile: float = 0.9  # OOD = score above this quantile of the batch's DATASET-action scores
     ood_threshold_scale: float = 1.5  # l_ood = scale * l: OOD actions are pushed above the threshold
     penalty_init: float = 0.0  # alpha at step 0
-    penalty_lr: float = 1e-3  # dual-ascent step of alpha (0 = a fixed penalty alpha = penalty_init)
+    # Dual-ascent step of alpha. Must be > 0: with a fixed alpha the penalty is linear in Qc on actions
+    # no Bellman term anchors, so their cost values grow without bound (seen in a unit test).
+    penalty_lr: float = 1e-3
     penalty_max: float = 1.0  # alpha is clipped to [0, penalty_max]
 
 
@@ -78,8 +80,8 @@ class CPQ(OfflineAlgorithm):
         super().__init__(cfg, obs_dim, act_dim, total_steps, device, seed)
         if cfg.ood_score not in ("elbo", "kl"):
             raise ConfigError(f"algo.ood_score={cfg.ood_score!r} is not one of ('elbo', 'kl')")
-        if not 0.0 < cfg.ood_quantile < 1.0 or cfg.ood_samples < 1:
-            raise ConfigError("algo.ood_quantile must lie in (0, 1) and algo.ood_samples be >= 1")
+        if not 0.0 < cfg.ood_quantile < 1.0 or cfg.ood_samples < 1 or cfg.penalty_lr <= 0:
+            raise ConfigError("algo.ood_quantile must lie in (0, 1), algo.ood_samples be >= 1, algo.penalty_lr > 0")
         dev = self.device
         self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.actor_hidden).to(dev)
         self.reward_critic = CriticEnsemble(obs_dim, act_dim, cfg.critic_hidden, cfg.num_critics).to(dev)
@@ -164,9 +166,8 @@ class CPQ(OfflineAlgorithm):
         self.cost_critic_optimizer.zero_grad(set_to_none=True)
         cost_loss.backward()
         self.cost_critic_optimizer.step()
-        # Dual ascent: alpha grows while the OOD actions' cost value is below l_ood.
-        if cfg.penalty_lr > 0:
-            self.penalty = (self.penalty - cfg.penalty_lr * gap.detach()).clamp(0.0, cfg.penalty_max)
+        # Dual ascent: alpha grows while the OOD actions' cost value is below l_ood, shrinks above it.
+        self.penalty = (self.penalty - cfg.penalty_lr * gap.detach()).clamp(0.0, cfg.penalty_max)
         return {
             "loss_reward_critic": reward_loss.detach(),
             "loss_cost_critic_bellman": bellman.detach(),
