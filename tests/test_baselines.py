@@ -20,6 +20,7 @@ from go2_sevpo.algorithms.cpq import CPQ, CPQConfig, ood_mask, ood_penalty
 from go2_sevpo.algorithms.fisor import FISOR, FISORConfig, fisor_actor_weights
 from go2_sevpo.data.format import OfflineDataset
 from go2_sevpo.data.sampler import DeviceSampler
+from go2_sevpo.evaluation import results
 from go2_sevpo.networks import DiffusionConfig
 
 TINY_DIFFUSION = DiffusionConfig(hidden_dim=16, num_blocks=1, time_dim=8, time_hidden=[16, 16])
@@ -326,16 +327,47 @@ def assert_one_line_error(r, fragment):
 def test_cli_train_and_resume(name, data_file, tmp_path):
     import json
 
-    args = ["offline/train.py", f"algo={name}", f"dataset={data_file}", f"hydra.run.dir={tmp_path / 'run'}",
+    run = tmp_path / "root" / "reach_avoid" / name / "ra" / "seed0"  # the results table's layout
+    args = ["offline/train.py", f"algo={name}", f"dataset={data_file}", f"hydra.run.dir={run}",
             f"cache_dir={tmp_path / 'cache'}", "steps=30", "save_interval=10", "log_interval=10", "progress=false",
             "threads=1", "eval.episodes=4", "env.max_episode_length=40", *CLI_TINY[name]]
     r = run_repo_script(*args)
     assert r.returncode == 0, r.stderr[-3000:]
-    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["algo"] == name and metrics["steps"] == 30 and metrics["episodes"] == 4
     assert all(math.isfinite(metrics[k]) for k in ("mean_return", "mean_cost", "success_rate"))
     r = run_repo_script(*args)  # the same command again: loads the checkpoint through load_state_dict
     assert r.returncode == 0 and "already complete" in r.stdout + r.stderr, r.stderr[-2000:]
+    if name == "bc_all":  # the results table from the finished run (load_run + evaluator, in process)
+        (runs,) = [results.discover_runs(tmp_path / "root")]
+        assert [(r.env, r.algo, r.dataset, r.seed) for r in runs] == [("reach_avoid", "bc_all", "ra", 0)]
+        rows, skipped = results.collect(runs, ["paper", "hazard"], episodes=3, message=lambda m: None)
+        assert [r["start"] for r in rows] == ["paper", "hazard"] and not skipped
+        assert rows[1]["mean_cost"] > 0  # hazard starts inside the hazard
+        results.write_results(rows, tmp_path / "out")
+        for f in ("results.md", "results.csv", "runs.csv", "results.png"):
+            assert (tmp_path / "out" / f).is_file()
+        assert (run / "eval/hazard_seed0/metrics.json").is_file()
+
+
+def test_results_aggregation(tmp_path):
+    rows = [{"env": "e", "dataset": "d", "start": "paper", "algo": a, "seed": s, "steps": 10, "episodes": 5,
+             **{k: v for k, _, _ in results.TABLE_METRICS}} for a, s, v in
+            (("fisor", 0, 1.0), ("fisor", 1, 3.0), ("sevpo", 0, 0.5), ("sevpo", 1, 0.5), ("sevpo", 2, 0.5))]
+    groups = results.aggregate(rows, algo_order=["sevpo", "fisor"])
+    assert [g["algo"] for g in groups] == ["sevpo", "fisor"] and [g["seeds"] for g in groups] == [3, 2]
+    assert groups[1]["success_rate_mean"] == 2.0 and math.isclose(groups[1]["success_rate_std"], math.sqrt(2.0))
+    assert groups[0]["failure_rate_std"] == 0.0
+    one = results.aggregate(rows[:1])
+    assert math.isnan(one[0]["normalized_cost_std"])  # one seed: no spread
+    md = results.markdown(groups, skipped=["x (not finished)"])
+    assert "| fisor | 2 | 10 | 2.000 ± 1.414 |" in md and "## e / d / start=paper" in md and "x (not finished)" in md
+    unfinished = tmp_path / "root/e/fisor/d/seed3"
+    (unfinished / "checkpoints").mkdir(parents=True)
+    (unfinished / "checkpoints/latest.pt").write_bytes(b"")
+    (runs,) = [results.discover_runs(tmp_path / "root")]
+    assert [(r.algo, r.seed) for r in runs] == [("fisor", 3)]
+    assert results.collect(runs, ["paper"], 3, message=lambda m: None) == ([], [f"{unfinished} (not finished)"])
 
 
 def test_cli_bad_algorithm_and_misspelt_key(data_file, tmp_path):
