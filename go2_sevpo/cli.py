@@ -49,6 +49,8 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    if "-m" in argv or "--multirun" in argv:  # sweep values (a,b / range()) are Hydra's to expand
+        return
     overrides = [a for a in argv[1:] if not a.startswith(("hydra.", "hydra/", "-", "+hydra", "~hydra"))]
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

@@ -13,12 +13,13 @@ multirun into the same layout, and this script (train=false) or offline/results.
 
     python offline/train.py -m algo=sevpo,fisor dataset=data/reach_avoid/high.h5,data/reach_avoid/low.h5 \\
         seed=0,1,2 threads=1 hydra.sweep.dir=runs/benchmark \\
-        'hydra.sweep.subdir=${env.name}/${hydra:runtime.choices.algo}/${stem:${dataset}}/seed${seed}' \\
+        "hydra.sweep.subdir='\\${env.name}/\\${hydra:runtime.choices.algo}/\\${stem:\\${dataset}}/seed\\${seed}'" \\
         hydra/launcher=joblib hydra.launcher.n_jobs=2     # pip install hydra-joblib-launcher
     python offline/results.py runs/benchmark
 
-(hydra/launcher=submitit_slurm with hydra-submitit-launcher does the same on a cluster; neither
-launcher is a dependency of this project.)
+(The quotes keep the nested interpolation away from Hydra's override parser. Without a launcher
+option the runs go one after another in one process (checked by hand); hydra/launcher=submitit_slurm
+with hydra-submitit-launcher does the same on a cluster. Neither launcher is a dependency here.)
 """
 
 import sys
