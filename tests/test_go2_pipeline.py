@@ -174,6 +174,8 @@ def test_collect_expert_and_weak_then_mix(work):
     assert sorted(sources) == ["expert"] * 3 + ["weak"] * 2
     assert ds.attrs["env"] == "go2_hard" and ds.attrs["recipe"]["counts"] == {str(work / "expert.h5"): 3,
                                                                              str(work / "weak.h5"): 2}
+    assert ds.attrs["recipe"]["source_policies"][str(work / "weak.h5")] == {
+        "file": str(work / "weak.pt"), "sha256": sha256_file(work / "weak.pt")}
     # Default episode counts for Go2 come from configs/collect.yaml (papers: 6,000 expert + 3,000 weak).
     from omegaconf import OmegaConf
 

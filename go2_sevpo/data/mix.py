@@ -66,10 +66,12 @@ class SourceMixRecipe:
 def mix_by_source(recipe: SourceMixRecipe, output: str, obs_dim: int | None = None,
                   act_dim: int | None = None) -> str:
     rng = np.random.default_rng(recipe.seed)
-    chosen, envs = [], set()
+    chosen, envs, policies = [], set(), {}
     for path, count in recipe.counts.items():
         ds = load_dataset(path, obs_dim, act_dim)
         envs.add(ds.attrs.get("env"))
+        # Provenance: which policy file made each source (collect.py records it).
+        policies[path] = {k: ds.attrs.get(f"policy_checkpoint{s}") for k, s in (("file", ""), ("sha256", "_sha256"))}
         bounds = ds.episode_bounds()
         if count > len(bounds):
             raise DatasetError(f"recipe '{recipe.name}': wants {count} trajectories from {path}, which holds "
@@ -80,7 +82,7 @@ def mix_by_source(recipe: SourceMixRecipe, output: str, obs_dim: int | None = No
         raise DatasetError(f"recipe '{recipe.name}': the sources were collected on different envs {sorted(envs)}")
     if not chosen:
         raise DatasetError(f"recipe '{recipe.name}': no trajectories asked for")
-    return _write(chosen, rng, output, recipe.cost_limit, asdict(recipe))
+    return _write(chosen, rng, output, recipe.cost_limit, {**asdict(recipe), "source_policies": policies})
 
 
 def _write(chosen: list[tuple[OfflineDataset, int, int]], rng: np.random.Generator, output: str, cost_limit: float,
