@@ -336,8 +336,9 @@ def test_cli_train_and_resume(name, data_file, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["algo"] == name and metrics["steps"] == 30 and metrics["episodes"] == 4
     assert all(math.isfinite(metrics[k]) for k in ("mean_return", "mean_cost", "success_rate"))
-    r = run_repo_script(*args)  # the same command again: loads the checkpoint through load_state_dict
-    assert r.returncode == 0 and "already complete" in r.stdout + r.stderr, r.stderr[-2000:]
+    if name == "fisor":  # the same command again resumes through load_state_dict (bit-exactness: above)
+        r = run_repo_script(*args)
+        assert r.returncode == 0 and "already complete" in r.stdout + r.stderr, r.stderr[-2000:]
     if name == "bc_all":  # the results table from the finished run (load_run + evaluator, in process)
         (runs,) = [results.discover_runs(tmp_path / "root")]
         assert [(r.env, r.algo, r.dataset, r.seed) for r in runs] == [("reach_avoid", "bc_all", "ra", 0)]
