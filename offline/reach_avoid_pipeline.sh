@@ -1,11 +1,30 @@
 #!/usr/bin/env bash
 # The main job on its built-in default: reach-avoid on CPU, end to end.
-# Data (expert planner + random policy, three quality mixes) -> SEVPO -> batched evaluation + plot.
-# Resumable: rerun after an interruption and finished stages are skipped or resumed.
+#   data (expert planner + random policy, three quality mixes) -> SEVPO -> batched evaluation + plots
+# Resumable: rerun after an interruption and finished stages are skipped, a killed training resumes.
+#
+#   bash offline/reach_avoid_pipeline.sh                  # SEVPO on the low-quality mix, seed 0
+#   QUALITIES="high medium low" SEEDS="0 1 2" bash offline/reach_avoid_pipeline.sh   # the docs' table
+# Extra arguments go to every offline/train.py call (e.g. steps=5000 device=cuda algo=sevpo_paper).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-if [ ! -f data/reach_avoid/high.h5 ] || [ ! -f data/reach_avoid/low.h5 ]; then
+QUALITIES=${QUALITIES:-low}
+SEEDS=${SEEDS:-0}
+
+if [ ! -f data/reach_avoid/high.h5 ] || [ ! -f data/reach_avoid/medium.h5 ] || [ ! -f data/reach_avoid/low.h5 ]; then
   bash data_collection/make_reach_avoid_data.sh
 fi
-python data_collection/inspect.py data/reach_avoid/low.h5
+for quality in $QUALITIES; do
+  python data_collection/inspect.py "data/reach_avoid/$quality.h5"
+  for seed in $SEEDS; do
+    run="runs/reach_avoid/sevpo/$quality/seed$seed"
+    # Trains stage 1 once per dataset (cached in runs/cache), stage 2, then evaluates the last iterate
+    # from the papers' start: metrics.json, plots/reach_avoid_paper_final.png (trajectories, learned
+    # safe region beside the oracle's), plots/training.png.
+    python offline/train.py algo=sevpo env=reach_avoid "dataset=data/reach_avoid/$quality.h5" seed="$seed" \
+      threads=1 progress=false "hydra.run.dir=$run" "$@"
+    # The papers' Fig. 5: starts inside the hazard, how fast the policy leaves it.
+    python offline/evaluate.py "run=$run" start=hazard episodes=100 seed=0
+  done
+done

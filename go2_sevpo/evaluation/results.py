@@ -33,6 +33,9 @@ TABLE_METRICS = (
     ("max_episode_cost", "max ep. cost", "{:.1f}"),
     ("mean_return", "return", "{:.1f}"),
     ("mean_cost", "cost", "{:.2f}"),
+    # The learned safe region against the task's ground truth (reach_avoid's oracle); "-" for algorithms
+    # without a region (BC, CPQ, COptiDICE) and tasks without an oracle.
+    ("region_iou", "region IoU", "{:.3f}"),
 )
 RUN_PATTERN = re.compile(r"seed(\d+)$")
 
