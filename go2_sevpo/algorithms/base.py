@@ -51,6 +51,10 @@ class PretrainContext:
 
 class OfflineAlgorithm(ABC):
     config_cls: type = AlgorithmConfig
+    # Attributes with a state_dict of their own (networks, target copies, optimisers, schedulers): the
+    # checkpoint holds each under its name. Subclasses add plain values (multipliers, flags) by
+    # extending state_dict / load_state_dict through super().
+    _MODULES: tuple[str, ...] = ()
 
     def __init__(self, cfg: Any, obs_dim: int, act_dim: int, total_steps: int, device: torch.device, seed: int):
         self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
@@ -76,12 +80,16 @@ class OfflineAlgorithm(ABC):
         """Bool (B,) membership of the learned safe region, or None when the algorithm has none."""
         return None
 
-    @abstractmethod
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume bit-for-bit: networks, optimisers, schedulers, generators."""
+        state = {name: getattr(self, name).state_dict() for name in self._MODULES}
+        state["generator"] = self.generator.get_state()
+        return state
 
-    @abstractmethod
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self._MODULES:
+            getattr(self, name).load_state_dict(state[name])
+        self.generator.set_state(state["generator"])
 
     def train_mode(self, training: bool) -> None:
         """Switch dropout etc.; evaluation calls train_mode(False) and restores afterwards."""

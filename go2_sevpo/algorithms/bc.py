@@ -8,7 +8,6 @@ sampler draws only from those rows (`safe_trajectory_rows`), so the filter costs
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -37,6 +36,7 @@ class BCSafeConfig(BCConfig):
 
 class BC(OfflineAlgorithm):
     config_cls = BCConfig
+    _MODULES = ("actor", "optimizer")
 
     def __init__(self, cfg: BCConfig, obs_dim: int, act_dim: int, total_steps: int, device, seed: int):
         super().__init__(cfg, obs_dim, act_dim, total_steps, device, seed)
@@ -75,11 +75,3 @@ class BC(OfflineAlgorithm):
     def act(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.actor(obs)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"actor": self.actor.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])

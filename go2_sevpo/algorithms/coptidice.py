@@ -193,17 +193,13 @@ class COptiDICE(OfflineAlgorithm):
                 "tau_optimizer")
 
     def state_dict(self) -> dict[str, Any]:
-        state = {name: getattr(self, name).state_dict() for name in self._MODULES}
-        state.update(generator=self.generator.get_state(), lambda_raw=self.lambda_raw.detach().clone(),
-                     tau_raw=self.tau_raw.detach().clone(), cost_budget=self.cost_budget)
-        return state
+        return {**super().state_dict(), "lambda_raw": self.lambda_raw.detach().clone(),
+                "tau_raw": self.tau_raw.detach().clone(), "cost_budget": self.cost_budget}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # The scalars are updated in place so the optimisers keep pointing at them.
         with torch.no_grad():
             self.lambda_raw.copy_(state["lambda_raw"])
             self.tau_raw.copy_(state["tau_raw"])
-        for name in self._MODULES:
-            getattr(self, name).load_state_dict(state[name])
-        self.generator.set_state(state["generator"])
+        super().load_state_dict(state)
         self.cost_budget = float(state["cost_budget"])

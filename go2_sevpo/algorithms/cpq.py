@@ -204,13 +204,9 @@ class CPQ(OfflineAlgorithm):
                 "actor_optimizer", "reward_critic_optimizer", "cost_critic_optimizer", "vae_optimizer")
 
     def state_dict(self) -> dict[str, Any]:
-        state = {name: getattr(self, name).state_dict() for name in self._MODULES}
-        state.update(generator=self.generator.get_state(), penalty=self.penalty.clone(), threshold=self.threshold)
-        return state
+        return {**super().state_dict(), "penalty": self.penalty.clone(), "threshold": self.threshold}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in self._MODULES:
-            getattr(self, name).load_state_dict(state[name])
-        self.generator.set_state(state["generator"])
+        super().load_state_dict(state)
         self.penalty = state["penalty"].to(self.device).clone()
         self.threshold = float(state["threshold"])

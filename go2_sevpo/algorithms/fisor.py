@@ -208,14 +208,10 @@ class FISOR(OfflineAlgorithm):
                 "actor_optimizer", "actor_scheduler")
 
     def state_dict(self) -> dict[str, Any]:
-        state = {name: getattr(self, name).state_dict() for name in self._MODULES}
-        state.update(generator=self.generator.get_state(), reward_multiplier=self.reward_multiplier)
-        return state
+        return {**super().state_dict(), "reward_multiplier": self.reward_multiplier}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in self._MODULES:
-            getattr(self, name).load_state_dict(state[name])
-        self.generator.set_state(state["generator"])
+        super().load_state_dict(state)
         self.reward_multiplier = float(state["reward_multiplier"])
 
     def train_mode(self, training: bool) -> None:

@@ -423,15 +423,10 @@ class SEVPO(OfflineAlgorithm):
                 "critic_optimizer", "value_optimizer", "actor_optimizer", "actor_scheduler")
 
     def state_dict(self) -> dict[str, Any]:
-        state = {name: getattr(self, name).state_dict() for name in self._MODULES}
-        state["generator"] = self.generator.get_state()
-        state["stage1_done"] = self.stage1_done
-        return state
+        return {**super().state_dict(), "stage1_done": self.stage1_done}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in self._MODULES:
-            getattr(self, name).load_state_dict(state[name])
-        self.generator.set_state(state["generator"])
+        super().load_state_dict(state)
         self.stage1_done = bool(state["stage1_done"])
 
     def train_mode(self, training: bool) -> None:
