@@ -45,3 +45,15 @@ def load_file(path: str | Path, device: str | torch.device = "cpu") -> Any:
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {first}") from None
+
+
+def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts: what stops a resume."""
+    keys = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += changed_keys(a, b, f"{prefix}{k}.")
+        elif a != b:
+            keys.append(prefix + k)
+    return keys

@@ -26,6 +26,7 @@ import torch
 from omegaconf import OmegaConf
 
 from go2_sevpo.envs import make_env, resolve_device
+from go2_sevpo.training.checkpoint import changed_keys
 from go2_sevpo.utils.errors import CheckpointError, ConfigError
 
 ROLES = ("expert", "weak")
@@ -130,17 +131,6 @@ def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            keys += _diff_keys(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            keys.append(prefix + k)
-    return keys
-
-
 # ----------------------------------------------------------------------------- the run
 class PPOTraining:
     def __init__(self, cfg: PPOTrainConfig, run_dir: str | Path, command: str = ""):
@@ -170,7 +160,7 @@ class PPOTraining:
             return
         old = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
         strip = lambda d: {k: v for k, v in d.items() if k not in RESUME_FREE}  # noqa: E731
-        diff = _diff_keys(strip(old), strip(self.config_dict))
+        diff = changed_keys(strip(old), strip(self.config_dict))
         if diff:
             raise CheckpointError(f"{self.run_dir} holds a run with other settings {diff[:6]}; rerun with the same "
                                   "settings to resume, or use another hydra.run.dir")

@@ -34,7 +34,7 @@ from go2_sevpo.envs import make_env, resolve_device
 from go2_sevpo.envs.registry import config_from_dict
 from go2_sevpo.evaluation.evaluator import EvalConfig, LearnedPolicy, evaluate, write_json
 from go2_sevpo.networks import ObservationNormalizer
-from go2_sevpo.training.checkpoint import CHECKPOINT_FORMAT, atomic_save, load_file
+from go2_sevpo.training.checkpoint import CHECKPOINT_FORMAT, atomic_save, changed_keys, load_file
 from go2_sevpo.utils.errors import CheckpointError, ConfigError
 
 
@@ -81,17 +81,6 @@ def env_dims(env_name: str, overrides: dict[str, Any]) -> tuple[int, int]:
 def build_algorithm(algo_cfg: Any, obs_dim: int, act_dim: int, total_steps: int, device, seed: int) -> OfflineAlgorithm:
     cls = algo_registry.lookup(algo_cfg.name)
     return cls(algo_cfg, obs_dim, act_dim, total_steps, device, seed)
-
-
-def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            keys += _diff_keys(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            keys.append(prefix + k)
-    return keys
 
 
 # ----------------------------------------------------------------------------- logging
@@ -191,7 +180,7 @@ class OfflineTrainer:
                                   f"now {self.fingerprint}); use another hydra.run.dir")
         old = {k: v for k, v in payload["config"].items() if k not in RESUME_FREE}
         new = {k: v for k, v in self.config_dict.items() if k not in RESUME_FREE}
-        diff = _diff_keys(old, new)
+        diff = changed_keys(old, new)
         if diff:
             raise CheckpointError(f"{self.run_dir} holds a run with other settings {diff[:6]}; rerun with the same "
                                   "settings to resume, or use another hydra.run.dir")
