@@ -24,7 +24,8 @@ for quality in $QUALITIES; do
     # safe region beside the oracle's), plots/training.png.
     python offline/train.py algo=sevpo env=reach_avoid "dataset=data/reach_avoid/$quality.h5" seed="$seed" \
       threads=1 progress=false "hydra.run.dir=$run" "$@"
-    # The papers' Fig. 5: starts inside the hazard, how fast the policy leaves it.
-    python offline/evaluate.py "run=$run" start=hazard episodes=100 seed=0
   done
 done
+# Every finished run under runs/ (any algorithm), evaluated from the papers' start and from inside the
+# hazard (papers' Fig. 5: steps in the hazard = episode cost) -> runs/results/{results.md,results.csv,results.png}
+python offline/results.py runs --starts paper hazard
