@@ -14,9 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from go2_sevpo.cli import hydra_entry
-from go2_sevpo.evaluation.evaluator import EvalConfig, LearnedPolicy, eval_start_mode, evaluate
-from go2_sevpo.envs.registry import config_from_dict
-from go2_sevpo.training.trainer import load_run
+from go2_sevpo.evaluation.evaluator import EvalConfig, evaluate_run
 
 KEYS = ("episodes", "success_rate", "mean_return", "mean_cost", "failure_rate", "max_episode_cost",
         "normalized_reward", "normalized_cost", "fall_rate", "region_iou")
@@ -24,14 +22,11 @@ KEYS = ("episodes", "success_rate", "mean_return", "mean_cost", "failure_rate", 
 
 @hydra_entry("evaluate")
 def main(cfg: DictConfig) -> None:
-    algo, normalizer, payload = load_run(cfg.run, cfg.device)
     eval_cfg = EvalConfig(episodes=cfg.episodes, start=cfg.start, seed=cfg.seed, record_envs=cfg.record_envs,
                           video_episodes=cfg.video_episodes if cfg.video else 0)
-    start = eval_start_mode(config_from_dict(payload["env"], payload["env_config"]), eval_cfg)
-    out_dir = Path(cfg.run) / "eval" / f"{start}_seed{cfg.seed}"
-    policy = LearnedPolicy(algo, normalizer, cfg.seed, algo.device)
-    metrics = evaluate(policy, payload["env"], payload["env_config"], eval_cfg, algo.device, out_dir)
-    print(f"{cfg.run} (step {payload['step']}, start={start}):")
+    metrics = evaluate_run(cfg.run, eval_cfg, cfg.device)
+    out_dir = Path(cfg.run) / "eval" / f"{metrics['start']}_seed{cfg.seed}"
+    print(f"{cfg.run} (step {metrics['checkpoint_step']}, start={metrics['start']}):")
     for k in KEYS:
         if metrics.get(k) is not None:
             print(f"  {k:18s} {metrics[k]:.4g}")

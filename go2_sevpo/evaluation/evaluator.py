@@ -161,6 +161,28 @@ def evaluate(policy: LearnedPolicy, env_name: str, env_overrides: dict[str, Any]
     return metrics
 
 
+def evaluate_run(run_dir: str | Path, cfg: EvalConfig, device: str = "cpu", reuse: bool = False) -> dict[str, Any]:
+    """Evaluate a training run's last checkpoint; metrics (with the checkpoint's step) and plots go to
+    <run>/eval/<start>_seed<seed>/. `reuse`: return the metrics already there when they are of the same
+    checkpoint and episode count (the results table re-reads what offline/evaluate.py wrote)."""
+    from go2_sevpo.envs.registry import config_from_dict
+    from go2_sevpo.training.trainer import load_run
+
+    algo, normalizer, payload = load_run(run_dir, device)
+    start = eval_start_mode(config_from_dict(payload["env"], payload["env_config"]), cfg)
+    out_dir = Path(run_dir) / "eval" / f"{start}_seed{cfg.seed}"
+    cached = out_dir / "metrics.json"
+    if reuse and cached.is_file():
+        metrics = json.loads(cached.read_text())
+        if metrics.get("episodes") == cfg.episodes and metrics.get("checkpoint_step") == payload["step"]:
+            return metrics
+    policy = LearnedPolicy(algo, normalizer, cfg.seed, algo.device)
+    metrics = evaluate(policy, payload["env"], payload["env_config"], cfg, algo.device, out_dir)
+    metrics["checkpoint_step"] = int(payload["step"])
+    write_json(cached, metrics)
+    return metrics
+
+
 def write_videos(result: EvalResult, out_dir: Path) -> list[str]:
     """One mp4 per recorded env: its first episode, start state included. (MuJoCo picks its GL platform
     when first imported: scripts import go2_sevpo.rendering.video first, which selects EGL.)"""

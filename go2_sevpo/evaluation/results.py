@@ -102,26 +102,11 @@ def train_runs(jobs: Sequence[tuple[str, str, str, int]], root: str | Path, over
 
 # ----------------------------------------------------------------------------- evaluation
 def evaluate_run(path: Path, start: str, episodes: int, seed: int, device: str = "cpu") -> dict[str, Any]:
-    """Metrics of a run's last checkpoint from `start` (cached in <run>/eval/<start>_seed<seed>/, the
-    folder offline/evaluate.py writes; reused only if it has the same number of episodes)."""
-    from go2_sevpo.envs.registry import config_from_dict
-    from go2_sevpo.evaluation.evaluator import EvalConfig, LearnedPolicy, eval_start_mode, evaluate, write_json
-    from go2_sevpo.training.trainer import load_run
+    """Metrics of a run's last checkpoint from `start`, reusing <run>/eval/<start>_seed<seed>/ when it
+    holds the same checkpoint and episode count (e.g. written by offline/evaluate.py)."""
+    from go2_sevpo.evaluation.evaluator import EvalConfig, evaluate_run as evaluate_checkpoint
 
-    algo, normalizer, payload = load_run(path, device)
-    eval_cfg = EvalConfig(episodes=episodes, start=start, seed=seed)
-    resolved = eval_start_mode(config_from_dict(payload["env"], payload["env_config"]), eval_cfg)
-    out_dir = path / "eval" / f"{resolved}_seed{seed}"
-    cached = out_dir / "metrics.json"
-    if cached.is_file():
-        metrics = json.loads(cached.read_text())
-        if metrics.get("episodes") == episodes and metrics.get("checkpoint_step") == payload["step"]:
-            return metrics
-    policy = LearnedPolicy(algo, normalizer, seed, algo.device)
-    metrics = evaluate(policy, payload["env"], payload["env_config"], eval_cfg, algo.device, out_dir)
-    metrics["checkpoint_step"] = int(payload["step"])
-    write_json(cached, metrics)
-    return metrics
+    return evaluate_checkpoint(path, EvalConfig(episodes=episodes, start=start, seed=seed), device, reuse=True)
 
 
 def collect(runs: Sequence[Run], starts: Sequence[str], episodes: int, seed: int = 0, device: str = "cpu",
