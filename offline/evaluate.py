@@ -11,6 +11,7 @@ import go2_sevpo.rendering.video  # noqa: F401  first: picks the headless GL pla
 
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
 from go2_sevpo.cli import hydra_entry
@@ -22,6 +23,8 @@ KEYS = ("episodes", "success_rate", "mean_return", "mean_cost", "failure_rate", 
 
 @hydra_entry("evaluate")
 def main(cfg: DictConfig) -> None:
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     eval_cfg = EvalConfig(episodes=cfg.episodes, start=cfg.start, seed=cfg.seed, record_envs=cfg.record_envs,
                           video_episodes=cfg.video_episodes if cfg.video else 0)
     metrics = evaluate_run(cfg.run, eval_cfg, cfg.device)

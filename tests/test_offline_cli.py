@@ -54,11 +54,17 @@ def test_train_then_evaluate(data, tmp_path):
     assert list((run_dir / "tensorboard").glob("events.*"))
     assert list((tmp_path / "cache").glob("sevpo_stage1_*.pt"))
 
-    r = run_repo_script("offline/evaluate.py", f"run={run_dir}", "episodes=6", "start=hazard", "seed=3")
+    r = run_repo_script("offline/evaluate.py", f"run={run_dir}", "episodes=6", "start=hazard", "seed=3", "threads=1")
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads((run_dir / "eval/hazard_seed3/metrics.json").read_text())
     assert out["episodes"] == 6 and out["start"] == "hazard" and out["mean_cost"] > 0  # starts inside the hazard
     assert (run_dir / "eval/hazard_seed3/plots/reach_avoid_hazard.png").is_file()
+
+    # The acting-rule diagnosis: one line per rule, each with its own success rate.
+    r = run_repo_script("offline/diagnose.py", str(run_dir), "--episodes", "4")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rules = [line for line in r.stdout.splitlines() if "success" in line]
+    assert [line.split("success")[0].strip() for line in rules] == ["trained rule", "argmin Qc_hat (FISOR)", "actor alone (N=1)"]
 
     r = run_repo_script(*train_args(data, run_dir, tmp_path / "cache"))  # the same command again
     assert r.returncode == 0 and "already complete" in r.stdout + r.stderr
@@ -124,6 +130,7 @@ def test_stage1_cache_from_another_dataset_is_refused(data, tmp_path):
 
 def test_evaluate_bad_runs(tmp_path):
     assert_one_line_error(run_repo_script("offline/evaluate.py", f"run={tmp_path / 'nope'}"), "no such run directory")
+    assert_one_line_error(run_repo_script("offline/diagnose.py", str(tmp_path / "nope")), "no such run directory")
     empty = tmp_path / "empty"
     empty.mkdir()
     assert_one_line_error(run_repo_script("offline/evaluate.py", f"run={empty}"), "no such file")
