@@ -20,6 +20,7 @@ _ALGORITHMS: dict[str, tuple[str, str]] = {
     "bc_safe": ("go2_sevpo.algorithms.bc:BC", "go2_sevpo.algorithms.bc:BCSafeConfig"),
     "cpq": ("go2_sevpo.algorithms.cpq:CPQ", "go2_sevpo.algorithms.cpq:CPQConfig"),
     "coptidice": ("go2_sevpo.algorithms.coptidice:COptiDICE", "go2_sevpo.algorithms.coptidice:COptiDICEConfig"),
+    "ccac": ("go2_sevpo.algorithms.ccac:CCAC", "go2_sevpo.algorithms.ccac:CCACConfig"),
 }
 
 
