@@ -1,26 +1,29 @@
 """Separate a SEVPO run's actor from its acting rule: re-evaluate the last checkpoint with the rule
 it was trained with, with FISOR's argmin-Qc_hat rule, and with the EMA actor alone (one sample, no
-critic), same episodes and seed for each.
+critic), same episodes and seed for each, from one or several start modes.
 
-    python offline/diagnose.py runs/reach_avoid/sevpo/high/seed0 [--start paper] [--episodes 100]
+    python offline/diagnose.py runs/reach_avoid/sevpo/high/seed0 [--starts paper hazard] [--episodes 100]
+    python offline/diagnose.py RUN --starts paper random_feasible hazard --json RUN/diagnose.json
 
 If the actor alone does well and the trained rule does not, the critics rank the candidates wrongly
-(docs/SEVPO.md, "Why goal-reaching fails here"). Prints one line per rule; writes nothing.
+(docs/SEVPO.md). Prints one line per (start, rule); `--json` also writes them as a list of records.
 Bad input is one line on stderr with exit status 2.
 """
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from go2_sevpo.cli import one_line_errors
 from go2_sevpo.utils.errors import ConfigError
 from go2_sevpo.evaluation.evaluator import EvalConfig, LearnedPolicy, evaluate
 from go2_sevpo.training.trainer import load_run
 
-RULES = {  # name: SEVPOConfig fields used when acting
-    "trained rule": {},
-    "argmin Qc_hat (FISOR)": {"select": "minqc"},
-    "actor alone (N=1)": {"num_candidates": 1},
+RULES = {  # name: the SEVPOConfig `select` used when acting
+    "sevpo": "argmax f among admissible, else argmin Qc_hat",
+    "minqc": "argmin Qc_hat (FISOR)",
+    "actor": "actor alone (one sample, no critic)",
 }
 
 
@@ -28,25 +31,33 @@ RULES = {  # name: SEVPOConfig fields used when acting
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a SEVPO run directory")
-    parser.add_argument("--start", default="", help="start mode; default: the task's evaluation start")
+    parser.add_argument("--starts", nargs="+", default=[""], help="start modes; default: the task's evaluation start")
+    parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", default="", help="also write the records to this file")
     args = parser.parse_args()
     algo, normalizer, payload = load_run(args.run, args.device)
     if payload["algo_config"].get("name") != "sevpo":
         raise ConfigError(f"{args.run}: a {payload['algo_config'].get('name')} run; this compares SEVPO's acting rules")
-    trained = {"select": algo.cfg.select, "num_candidates": algo.cfg.num_candidates}
-    cfg = EvalConfig(episodes=args.episodes, start=args.start, seed=args.seed)
-    print(f"{args.run} (step {payload['step']}), {args.episodes} episodes, seed {args.seed}:")
-    for name, fields in RULES.items():
-        for key, value in {**trained, **fields}.items():
-            setattr(algo.cfg, key, value)
-        m = evaluate(LearnedPolicy(algo, normalizer, args.seed, algo.device), payload["env"], payload["env_config"],
-                     cfg, algo.device)
-        ends = {k: v for k, v in m["termination_reasons"].items() if v}
-        print(f"  {name:24s} success {m['success_rate']:.2f}  mean cost {m['mean_cost']:6.2f}  "
-              f"failure {m['failure_rate']:.2f}  ends {ends}")
+    trained = algo.cfg.select
+    print(f"{args.run} (step {payload['step']}, trained rule {trained}), {args.episodes} episodes, seed {args.seed}:")
+    records = []
+    for start in args.starts:
+        cfg = EvalConfig(episodes=args.episodes, start=start, seed=args.seed)
+        for rule in args.rules:
+            algo.cfg.select = rule
+            m = evaluate(LearnedPolicy(algo, normalizer, args.seed, algo.device), payload["env"], payload["env_config"],
+                         cfg, algo.device)
+            ends = {k: v for k, v in m["termination_reasons"].items() if v}
+            records.append({"run": args.run, "step": payload["step"], "start": m.get("start", start), "rule": rule,
+                            **{k: m[k] for k in ("success_rate", "mean_cost", "failure_rate", "mean_length") if k in m},
+                            "ends": ends})
+            print(f"  {start or 'default':16s} {rule:6s} success {m['success_rate']:.2f}  mean cost {m['mean_cost']:6.2f}  "
+                  f"failure {m['failure_rate']:.2f}  ends {ends}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1))
 
 
 if __name__ == "__main__":

@@ -61,10 +61,14 @@ def test_train_then_evaluate(data, tmp_path):
     assert (run_dir / "eval/hazard_seed3/plots/reach_avoid_hazard.png").is_file()
 
     # The acting-rule diagnosis: one line per rule, each with its own success rate.
-    r = run_repo_script("offline/diagnose.py", str(run_dir), "--episodes", "4")
+    r = run_repo_script("offline/diagnose.py", str(run_dir), "--episodes", "4", "--starts", "paper", "hazard",
+                        "--json", str(tmp_path / "diag.json"))
     assert r.returncode == 0, r.stderr[-3000:]
-    rules = [line for line in r.stdout.splitlines() if "success" in line]
-    assert [line.split("success")[0].strip() for line in rules] == ["trained rule", "argmin Qc_hat (FISOR)", "actor alone (N=1)"]
+    rules = [line.split("success")[0].split() for line in r.stdout.splitlines() if "success" in line]
+    assert rules == [[s, rule] for s in ("paper", "hazard") for rule in ("sevpo", "minqc", "actor")]
+    records = json.loads((tmp_path / "diag.json").read_text())
+    assert [r["start"] for r in records] == ["paper"] * 3 + ["hazard"] * 3
+    assert all(r["mean_cost"] > 0 for r in records[3:])  # every hazard start pays cost on its first step
 
     r = run_repo_script(*train_args(data, run_dir, tmp_path / "cache"))  # the same command again
     assert r.returncode == 0 and "already complete" in r.stdout + r.stderr

@@ -71,6 +71,9 @@ class SEVPOConfig(AlgorithmConfig):
     mu_unsafe: float = 5.0  # mu_2, temperature of the unsafe-region weights
     max_safe_weight: float = 100.0  # clip of exp(mu_1 A)
     max_unsafe_weight: float = 150.0  # clip of exp(-mu_2 A_c_hat)
+    # Ablation of eq. 13's masks: False trains the safe-region loss on EVERY dataset row (with
+    # mu_safe=0 and unsafe_loss_weight=0 that is plain diffusion BC, the ladder's rung 0).
+    region_masks: bool = True
     safe_loss_weight: float = 1.0  # b_1 (3 on easy tasks)
     unsafe_loss_weight: float = 3.0  # b_2 (1 on easy tasks)
     unsafe_actions: str = "policy"  # policy: a ~ pi_theta (paper) | dataset: dataset actions (FISOR)
@@ -79,7 +82,9 @@ class SEVPOConfig(AlgorithmConfig):
     lag_refresh: int = 5  # k: the lagged actor copy z' is refreshed every k steps
     # ---- acting
     num_candidates: int = 16  # N actions sampled per state
-    select: str = "sevpo"  # sevpo: the rule of `select_action_index` | minqc: argmin Qc_hat (FISOR)
+    # sevpo: the rule of `select_action_index` | minqc: argmin Qc_hat (FISOR) | actor: the first EMA-actor
+    # sample, no critic (the ablation that separates the actor from the acting rule)
+    select: str = "sevpo"
 
 
 # Fields whose values change what stage 1 computes: the cache key (with the dataset's fingerprint).
@@ -138,7 +143,7 @@ def actor_weights(advantage, cost_advantage, safe, admissible, cfg: SEVPOConfig)
 
 
 def check_config(cfg: SEVPOConfig) -> None:
-    choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"), "select": ("sevpo", "minqc"),
+    choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"), "select": ("sevpo", "minqc", "actor"),
                "objective_penalty": ("shifted", "paper")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
@@ -361,6 +366,8 @@ class SEVPO(OfflineAlgorithm):
                 unsafe_actions = actions
             cost_advantage = self.conservative_q(obs, unsafe_actions) - cost_value
             safe_weight, unsafe_weight = actor_weights(advantage, cost_advantage, safe, admissible, cfg)
+            if not cfg.region_masks:  # ablation: eq. 13 on every row, no region or admissibility mask
+                safe_weight = torch.exp(cfg.mu_safe * advantage).clamp(max=cfg.max_safe_weight)
 
         # One forward pass for both halves: dataset actions (safe loss) and unsafe-region actions.
         noisy, t, eps = self.actor.add_noise(torch.cat([actions, unsafe_actions]), self.generator)
@@ -405,6 +412,8 @@ class SEVPO(OfflineAlgorithm):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         b, n = obs.shape[0], self.cfg.num_candidates
+        if self.cfg.select == "actor":
+            return self.actor_ema.sample(obs, generator)[:, 0]
         candidates = self.actor_ema.sample(obs, generator, n)  # (B, N, A): all envs, all candidates, one call
         flat_obs = obs.repeat_interleave(n, dim=0)
         flat_actions = candidates.reshape(b * n, self.act_dim)
