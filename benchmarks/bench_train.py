@@ -1,18 +1,27 @@
-"""Training throughput of SEVPO: stage-1 and stage-2 gradient steps per second.
+"""Offline training throughput: gradient steps per second per algorithm and size, with a breakdown.
 
-    python benchmarks/bench_train.py                       # CPU and paper configs on CPU (+ GPU if present)
-    python benchmarks/bench_train.py --configs sevpo --threads 1 2 --compile
+    python benchmarks/bench_train.py                                   # every algorithm, 1 and 2 threads
+    python benchmarks/bench_train.py --algos sevpo fisor fisor_paper --threads 1
+    python benchmarks/bench_train.py --algos sevpo --devices cuda      # on a GPU
 
 Configs are composed exactly as `offline/train.py` composes them (configs/algo/<name>.yaml plus the
-reach_avoid specialisation). Data: a synthetic reach-avoid-shaped dataset held on the device (the
-step cost does not depend on the data's content). Each figure is the best of `--repeats` timed
-windows after warm-up, because the machine may be shared.
+reach_avoid specialisation). Data: `--dataset` (default data/reach_avoid/low.h5 when it exists, else
+a synthetic reach-avoid-shaped dataset). SEVPO's stage 2 gathers the rows outside the safe region
+before its unsafe-region loss, so its step cost depends on the learned region: it first trains
+`--stage1-steps` of stage 1 on the data and prints the safe fraction it reached. Each figure is the best of `--repeats`
+timed windows after warm-up, because the machine may be shared: measure on an idle core, and
+interleave before/after runs when comparing changes.
+
+Columns: `steps/s` of the whole `update` (SEVPO: stage 2), SEVPO's stage-1 steps/s, and for the
+diffusion algorithms the milliseconds of one critic update, one actor update and one reverse-process
+draw of a critic batch (`sample`), each timed on its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,10 +29,14 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from go2_sevpo.algorithms import registry as algo_registry
+from go2_sevpo.algorithms.base import PretrainContext
 from go2_sevpo.config import CONFIG_DIR, register_configs, register_schema
-from go2_sevpo.data.format import OfflineDataset
+from go2_sevpo.data.format import OfflineDataset, load_dataset
 from go2_sevpo.data.sampler import DeviceSampler
 from go2_sevpo.training.trainer import TrainConfig, build_algorithm
+
+DEFAULT_DATA = "data/reach_avoid/low.h5"
+ALGOS = ["sevpo", "sevpo_paper", "fisor", "fisor_paper", "bc_all", "cpq", "coptidice", "ccac"]
 
 
 def synthetic_dataset(n: int = 60_000, obs_dim: int = 8, act_dim: int = 2, seed: int = 0) -> OfflineDataset:
@@ -57,7 +70,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_steps(fn, device, steps: int, repeats: int) -> float:
+def rate(fn, device, steps: int, repeats: int, warmup: int = 5) -> float:
+    """Calls per second of fn(i), best of `repeats` windows of `steps` calls."""
+    for i in range(warmup):
+        fn(i)
     best = float("inf")
     for _ in range(repeats):
         sync(device)
@@ -69,49 +85,65 @@ def time_steps(fn, device, steps: int, repeats: int) -> float:
     return steps / best
 
 
-def bench(name: str, device: torch.device, compile_nets: bool, steps: int, repeats: int) -> tuple[float, float]:
+def bench(name: str, data: OfflineDataset, device: torch.device, steps: int, repeats: int,
+          stage1_steps: int) -> dict[str, float]:
     cfg = algo_config(name)
+    stage1 = hasattr(cfg, "stage1_steps")
+    if stage1:
+        cfg.stage1_steps = stage1_steps  # a short stage 1, so that the safe region is a realistic one
     torch.manual_seed(0)
-    sampler = DeviceSampler(synthetic_dataset(), device, seed=0)
-    algo = build_algorithm(cfg, 8, 2, 1_000_000, device, seed=0)
-    if compile_nets:
-        for module in (algo.actor, algo.actor_ema, algo.actor_lag):
-            module.noise_net = torch.compile(module.noise_net)
-        algo.policy_critics = torch.compile(algo.policy_critics)
-        algo.conservative_cost_critic = torch.compile(algo.conservative_cost_critic)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(0)
-    opts = (torch.optim.Adam(algo.conservative_cost_critic.parameters(), lr=3e-4),
-            torch.optim.Adam(algo.conservative_cost_value.parameters(), lr=3e-4))
-    stage1 = lambda i: algo._stage1_step(sampler.sample(cfg.critic_batch_size, gen), opts)  # noqa: E731
-    algo.stage1_done = True
-    stage2 = lambda i: algo.update(sampler, i)  # noqa: E731
-    for i in range(10):  # warm-up (and compilation)
-        stage1(i)
-        stage2(i)
-    return time_steps(stage1, device, steps * 4, repeats), time_steps(stage2, device, steps, repeats)
+    sampler = DeviceSampler(data, device, seed=0)
+    algo = build_algorithm(cfg, data.obs_dim, data.act_dim, 1_000_000, device, seed=0)
+    algo.pretrain(PretrainContext(dataset=data, sampler=sampler, fingerprint="bench", cache_dir="",
+                                  log=lambda *a: None, message=lambda *a: None, show_progress=False,
+                                  cost_limit=0.0, max_episode_length=300))
+    out = {"steps/s": rate(lambda i: algo.update(sampler, i), device, steps, repeats)}
+    if stage1:
+        out["safe frac"] = algo.safe_set(sampler.all().observations).float().mean().item()
+    if stage1:
+        gen = torch.Generator(device=device).manual_seed(0)
+        opts = (torch.optim.Adam(algo.conservative_cost_critic.parameters(), lr=3e-4, fused=True),
+                torch.optim.Adam(algo.conservative_cost_value.parameters(), lr=3e-4, fused=True))
+        out["stage1/s"] = rate(lambda i: algo._stage1_step(sampler.sample(cfg.critic_batch_size, gen), opts),
+                               device, 4 * steps, repeats)
+    if hasattr(algo, "actor_ema") and hasattr(algo.actor_ema, "sample"):  # the diffusion algorithms
+        cb, ab = cfg.critic_batch_size, cfg.actor_batch_size
+        if name.startswith("sevpo"):
+            actor = lambda i: algo._update_actor(sampler.sample(ab), i)  # noqa: E731
+        else:
+            actor = lambda i: algo._update_actor(sampler.sample(ab))  # noqa: E731
+        obs = sampler.sample(cb).observations
+        out["critic ms"] = 1e3 / rate(lambda i: algo._update_critics(sampler.sample(cb)), device, steps, repeats)
+        out["actor ms"] = 1e3 / rate(actor, device, steps, repeats)
+        out["sample ms"] = 1e3 / rate(lambda i: algo.actor_ema.sample(obs, algo.generator), device, steps, repeats)
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", nargs="+", default=["sevpo", "sevpo_paper"])
+    p.add_argument("--algos", nargs="+", default=ALGOS)
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
-    p.add_argument("--compile", action="store_true", help="also time torch.compile'd networks")
-    p.add_argument("--steps", type=int, default=30, help="stage-2 steps per timed window (stage 1: 4x)")
+    p.add_argument("--steps", type=int, default=30, help="update steps per timed window (stage 1: 4x)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--dataset", default=DEFAULT_DATA if Path(DEFAULT_DATA).exists() else "",
+                   help="HDF5 dataset (reach_avoid layout); empty: synthetic")
+    p.add_argument("--stage1-steps", type=int, default=2000, help="SEVPO stage-1 steps before timing stage 2")
     args = p.parse_args()
+    data = load_dataset(args.dataset, 8, 2) if args.dataset else synthetic_dataset()
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
-    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
-    print(f"{'config':12s} {'device':6s} {'threads':>7s} {'compile':>7s} {'stage1 steps/s':>15s} {'stage2 steps/s':>15s}")
+    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"data {args.dataset or 'synthetic'} ({len(data)} rows)")
+    cols = ["steps/s", "stage1/s", "critic ms", "actor ms", "sample ms", "safe frac"]
+    print(f"{'algo':12s} {'device':6s} {'threads':>7s} " + " ".join(f"{c:>10s}" for c in cols))
     for device in devices:
         dev = torch.device(device)
         for threads in (args.threads if dev.type == "cpu" else [torch.get_num_threads()]):
             torch.set_num_threads(threads)
-            for name in args.configs:
-                for compiled in ([False, True] if args.compile else [False]):
-                    s1, s2 = bench(name, dev, compiled, args.steps, args.repeats)
-                    print(f"{name:12s} {device:6s} {threads:7d} {str(compiled):>7s} {s1:15.1f} {s2:15.2f}", flush=True)
+            for name in args.algos:
+                r = bench(name, data, dev, args.steps, args.repeats, args.stage1_steps)
+                cells = " ".join(f"{r[c]:10.2f}" if c in r else f"{'':>10s}" for c in cols)
+                print(f"{name:12s} {device:6s} {threads:7d} {cells}", flush=True)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,14 @@ def test_train_then_evaluate(data, tmp_path):
     assert [r["start"] for r in records] == ["paper"] * 3 + ["hazard"] * 3
     assert all(r["mean_cost"] > 0 for r in records[3:])  # every hazard start pays cost on its first step
 
+    # The critics against the truth rolled out on the known dynamics.
+    r = run_repo_script("offline/critic_truth.py", str(run_dir), "--states", "4", "--rollouts", "2", "--horizon", "50",
+                        "--json", str(tmp_path / "truth.json"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert truth["states"] == 4 and truth["actions_per_state"] == 10 and truth["qr_rmse"] >= 0
+    assert 0.0 <= truth["admissible_agreement"] <= 1.0
+
     r = run_repo_script(*train_args(data, run_dir, tmp_path / "cache"))  # the same command again
     assert r.returncode == 0 and "already complete" in r.stdout + r.stderr
 

@@ -14,7 +14,7 @@ import torch
 from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, PretrainContext
 from go2_sevpo.algorithms.common import safe_trajectory_rows
 from go2_sevpo.data.sampler import DeviceSampler
-from go2_sevpo.networks import DeterministicActor
+from go2_sevpo.networks import DeterministicActor, adam
 from go2_sevpo.utils.errors import ConfigError
 
 
@@ -43,7 +43,7 @@ class BC(OfflineAlgorithm):
         if cfg.batch_size < 1:
             raise ConfigError("algo.batch_size must be >= 1")
         self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden).to(self.device)
-        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
+        self.optimizer = adam(self.actor.parameters(), lr=cfg.lr)
         self.rows: torch.Tensor | None = None  # BC-safe's row subset (recomputed by pretrain; a view of the data)
         self.safe_fraction = 1.0
 

@@ -35,7 +35,7 @@ from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, Pretrai
 from go2_sevpo.algorithms.common import discounted_cost_budget
 from go2_sevpo.data.format import OfflineDataset
 from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
-from go2_sevpo.networks import MLP, ConditionalVAE, CriticEnsemble, TanhGaussianActor, ValueNetwork, soft_update
+from go2_sevpo.networks import MLP, ConditionalVAE, CriticEnsemble, TanhGaussianActor, ValueNetwork, soft_update, adam
 from go2_sevpo.utils.errors import ConfigError
 
 
@@ -124,13 +124,13 @@ class CCAC(OfflineAlgorithm):
         self.classifier = MLP(obs_dim + act_dim + 1, 1, cfg.classifier_hidden).to(dev)  # logit of OOD
         self.critic_multiplier = ValueNetwork(1, cfg.multiplier_hidden).to(dev)  # log lambda1(c)
         self.actor_multiplier = ValueNetwork(1, cfg.multiplier_hidden).to(dev)  # log lambda3(c)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.reward_critic_optimizer = torch.optim.Adam(self.reward_critic.parameters(), lr=cfg.critic_lr)
-        self.cost_critic_optimizer = torch.optim.Adam(self.cost_critic.parameters(), lr=cfg.critic_lr)
-        self.vae_optimizer = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr)
-        self.classifier_optimizer = torch.optim.Adam(self.classifier.parameters(), lr=cfg.vae_lr)
-        self.critic_multiplier_optimizer = torch.optim.Adam(self.critic_multiplier.parameters(), lr=cfg.multiplier_lr)
-        self.actor_multiplier_optimizer = torch.optim.Adam(self.actor_multiplier.parameters(), lr=cfg.multiplier_lr)
+        self.actor_optimizer = adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.reward_critic_optimizer = adam(self.reward_critic.parameters(), lr=cfg.critic_lr)
+        self.cost_critic_optimizer = adam(self.cost_critic.parameters(), lr=cfg.critic_lr)
+        self.vae_optimizer = adam(self.vae.parameters(), lr=cfg.vae_lr)
+        self.classifier_optimizer = adam(self.classifier.parameters(), lr=cfg.vae_lr)
+        self.critic_multiplier_optimizer = adam(self.critic_multiplier.parameters(), lr=cfg.multiplier_lr)
+        self.actor_multiplier_optimizer = adam(self.actor_multiplier.parameters(), lr=cfg.multiplier_lr)
         self.kl_weight = cfg.vae_beta * (obs_dim + act_dim) / cfg.vae_latent_dim
         self.budget_factor = 1.0  # b(c) = budget_factor * c; set in pretrain for "discounted"
         self.eval_threshold = 0.0 if cfg.eval_cost_limit is None else float(cfg.eval_cost_limit)

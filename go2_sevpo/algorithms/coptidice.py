@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, PretrainContext
 from go2_sevpo.algorithms.common import discounted_cost_budget, initial_rows
 from go2_sevpo.data.sampler import DeviceSampler
-from go2_sevpo.networks import TanhGaussianActor, ValueNetwork
+from go2_sevpo.networks import TanhGaussianActor, ValueNetwork, adam
 from go2_sevpo.utils.errors import ConfigError
 
 
@@ -98,11 +98,11 @@ class COptiDICE(OfflineAlgorithm):
         # lambda = softplus(raw) >= 0 and tau = softplus(raw) > 0, as learnable scalars.
         self.lambda_raw = torch.tensor(inverse_softplus(cfg.lambda_init), device=dev, requires_grad=True)
         self.tau_raw = torch.tensor(inverse_softplus(cfg.tau_init), device=dev, requires_grad=True)
-        self.nu_optimizer = torch.optim.Adam(self.nu.parameters(), lr=cfg.lr)
-        self.chi_optimizer = torch.optim.Adam(self.chi.parameters(), lr=cfg.lr)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.lambda_optimizer = torch.optim.Adam([self.lambda_raw], lr=cfg.scalar_lr)
-        self.tau_optimizer = torch.optim.Adam([self.tau_raw], lr=cfg.scalar_lr)
+        self.nu_optimizer = adam(self.nu.parameters(), lr=cfg.lr)
+        self.chi_optimizer = adam(self.chi.parameters(), lr=cfg.lr)
+        self.actor_optimizer = adam(self.actor.parameters(), lr=cfg.lr)
+        self.lambda_optimizer = adam([self.lambda_raw], lr=cfg.scalar_lr)
+        self.tau_optimizer = adam([self.tau_raw], lr=cfg.scalar_lr)
         self.cost_budget = 0.0 if cfg.cost_threshold is None else (1 - cfg.gamma) * float(cfg.cost_threshold)  # c_hat
         self.init_rows: torch.Tensor | None = None
 

@@ -22,7 +22,7 @@ import torch
 from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, PretrainContext
 from go2_sevpo.algorithms.common import discounted_cost_budget
 from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
-from go2_sevpo.networks import ConditionalVAE, CriticEnsemble, TanhGaussianActor, soft_update
+from go2_sevpo.networks import ConditionalVAE, CriticEnsemble, TanhGaussianActor, soft_update, adam
 from go2_sevpo.utils.errors import ConfigError
 
 
@@ -89,10 +89,10 @@ class CPQ(OfflineAlgorithm):
         self.cost_critic = CriticEnsemble(obs_dim, act_dim, cfg.critic_hidden, cfg.num_critics).to(dev)
         self.cost_critic_target = copy.deepcopy(self.cost_critic).requires_grad_(False)
         self.vae = ConditionalVAE(obs_dim, act_dim, cfg.vae_hidden, cfg.vae_latent_dim or 2 * act_dim).to(dev)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.reward_critic_optimizer = torch.optim.Adam(self.reward_critic.parameters(), lr=cfg.critic_lr)
-        self.cost_critic_optimizer = torch.optim.Adam(self.cost_critic.parameters(), lr=cfg.critic_lr)
-        self.vae_optimizer = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr)
+        self.actor_optimizer = adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.reward_critic_optimizer = adam(self.reward_critic.parameters(), lr=cfg.critic_lr)
+        self.cost_critic_optimizer = adam(self.cost_critic.parameters(), lr=cfg.critic_lr)
+        self.vae_optimizer = adam(self.vae.parameters(), lr=cfg.vae_lr)
         self.penalty = torch.tensor(float(cfg.penalty_init), device=dev)  # alpha, the Lagrange multiplier
         self.threshold = 0.0 if cfg.cost_threshold is None else float(cfg.cost_threshold)  # l
         self.prepared = cfg.cost_threshold is not None

@@ -25,7 +25,7 @@ from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, Pretrai
 from go2_sevpo.algorithms.common import (cosine_factor, expectile_loss, hj_target, implicit_value_step,
                                          reversed_expectile_loss)
 from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
-from go2_sevpo.networks import CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, soft_update
+from go2_sevpo.networks import CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, soft_update, adam
 from go2_sevpo.utils.errors import ConfigError
 
 
@@ -103,11 +103,11 @@ class FISOR(OfflineAlgorithm):
         self.actor = DiffusionActor(obs_dim, act_dim, cfg.actor).to(dev)
         self.actor_ema = copy.deepcopy(self.actor).requires_grad_(False).eval()
 
-        self.feasibility_critic_optimizer = torch.optim.Adam(self.feasibility_critic.parameters(), lr=cfg.critic_lr)
-        self.feasibility_value_optimizer = torch.optim.Adam(self.feasibility_value.parameters(), lr=cfg.critic_lr)
-        self.reward_critic_optimizer = torch.optim.Adam(self.reward_critic.parameters(), lr=cfg.critic_lr)
-        self.reward_value_optimizer = torch.optim.Adam(self.reward_value.parameters(), lr=cfg.critic_lr)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.feasibility_critic_optimizer = adam(self.feasibility_critic.parameters(), lr=cfg.critic_lr)
+        self.feasibility_value_optimizer = adam(self.feasibility_value.parameters(), lr=cfg.critic_lr)
+        self.reward_critic_optimizer = adam(self.reward_critic.parameters(), lr=cfg.critic_lr)
+        self.reward_value_optimizer = adam(self.reward_value.parameters(), lr=cfg.critic_lr)
+        self.actor_optimizer = adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.actor_scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.actor_optimizer, cosine_factor(total_steps) if cfg.cosine_lr else (lambda s: 1.0))
         # Reward multiplier (set by pretrain from the dataset; saved so a resumed run keeps it).

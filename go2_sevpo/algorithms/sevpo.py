@@ -27,7 +27,7 @@ from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, Pretrai
 from go2_sevpo.algorithms.common import (cosine_factor, expectile_loss, hj_target, implicit_value_step,
                                          reversed_expectile_loss)
 from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
-from go2_sevpo.networks import CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, hard_update, soft_update
+from go2_sevpo.networks import CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, hard_update, soft_update, adam
 from go2_sevpo.training.checkpoint import atomic_save, load_file
 from go2_sevpo.utils.errors import CacheError, CheckpointError, ConfigError
 
@@ -133,13 +133,21 @@ def policy_critic_targets(rewards, costs, next_qr, next_qc, mask, gamma: float):
     return rewards + gamma * mask * next_qr, costs + gamma * mask * next_qc
 
 
+def safe_region_weights(advantage, safe, admissible, cfg: SEVPOConfig):
+    """Eq. 13: w_safe = clip(exp(mu_1 A), 0, 100) inside the safe region, for admissible actions only
+    (safe, admissible: float 0/1 masks)."""
+    return torch.exp(cfg.mu_safe * advantage).clamp(max=cfg.max_safe_weight) * safe * admissible
+
+
+def unsafe_region_weights(cost_advantage, safe, cfg: SEVPOConfig):
+    """Eq. 14: w_unsafe = clip(exp(-mu_2 A_c_hat), 0, 150) outside the safe region (a lower cost
+    advantage, i.e. a faster way down the conservative cost, weighs more)."""
+    return torch.exp(-cfg.mu_unsafe * cost_advantage).clamp(max=cfg.max_unsafe_weight) * (1.0 - safe)
+
+
 def actor_weights(advantage, cost_advantage, safe, admissible, cfg: SEVPOConfig):
-    """Per-row weights of the two actor losses (safe, admissible: float 0/1 masks).
-    Eq. 13: w_safe = clip(exp(mu_1 A), 0, 100) inside the safe region, for admissible actions only.
-    Eq. 14: w_unsafe = clip(exp(-mu_2 A_c_hat), 0, 150) outside it (lower cost advantage -> larger)."""
-    w_safe = torch.exp(cfg.mu_safe * advantage).clamp(max=cfg.max_safe_weight) * safe * admissible
-    w_unsafe = torch.exp(-cfg.mu_unsafe * cost_advantage).clamp(max=cfg.max_unsafe_weight) * (1.0 - safe)
-    return w_safe, w_unsafe
+    """Both per-row weights of eq. 13-14 on the same rows: (w_safe, w_unsafe)."""
+    return safe_region_weights(advantage, safe, admissible, cfg), unsafe_region_weights(cost_advantage, safe, cfg)
 
 
 def check_config(cfg: SEVPOConfig) -> None:
@@ -186,9 +194,9 @@ class SEVPO(OfflineAlgorithm):
         self.actor_ema = copy.deepcopy(self.actor).requires_grad_(False).eval()
         self.actor_lag = copy.deepcopy(self.actor).requires_grad_(False).eval()
 
-        self.critic_optimizer = torch.optim.Adam(self.policy_critics.parameters(), lr=cfg.critic_lr)
-        self.value_optimizer = torch.optim.Adam(self.objective_value.parameters(), lr=cfg.critic_lr)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_optimizer = adam(self.policy_critics.parameters(), lr=cfg.critic_lr)
+        self.value_optimizer = adam(self.objective_value.parameters(), lr=cfg.critic_lr)
+        self.actor_optimizer = adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.actor_scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.actor_optimizer,
             cosine_factor(total_steps) if cfg.cosine_lr else (lambda s: 1.0),
@@ -236,8 +244,8 @@ class SEVPO(OfflineAlgorithm):
         cfg = self.cfg
         generator = torch.Generator(device=self.device)
         generator.manual_seed(cfg.stage1_seed)
-        optimizers = (torch.optim.Adam(self.conservative_cost_critic.parameters(), lr=cfg.critic_lr),
-                      torch.optim.Adam(self.conservative_cost_value.parameters(), lr=cfg.critic_lr))
+        optimizers = (adam(self.conservative_cost_critic.parameters(), lr=cfg.critic_lr),
+                      adam(self.conservative_cost_value.parameters(), lr=cfg.critic_lr))
         sums: dict[str, torch.Tensor] = {}
         bar = tqdm(range(cfg.stage1_steps), desc="stage 1 (safe region)", disable=not context.show_progress,
                    dynamic_ncols=True, leave=False)
@@ -358,30 +366,36 @@ class SEVPO(OfflineAlgorithm):
             admissible = (self.conservative_q(obs, actions) <= self.threshold).float()  # Qc_hat(s, a) <= l
             qr_t, qc_t = self.policy_q(obs, actions, target=True)
             advantage = safe_region_objective(qr_t, qc_t, self.delta, cfg.objective_penalty) - self.objective_value(obs)
+            if cfg.region_masks:
+                w_safe = safe_region_weights(advantage, safe, admissible, cfg)
+            else:  # ablation: eq. 13 on every row, no region or admissibility mask
+                w_safe = safe_region_weights(advantage, 1.0, 1.0, cfg)
+            # Eq. 14 only weighs rows outside the safe region. On CPU they are gathered first, so the
+            # reverse process and the loss run on those rows alone (the gradient is the same: every
+            # other row has weight 0); on a GPU the whole batch is kept, as a gather would sync.
+            rows = (safe == 0).nonzero().squeeze(1) if obs.device.type == "cpu" else torch.arange(b, device=obs.device)
+            unsafe_obs = obs[rows]
             # Eq. 14: in the unsafe region, actions of the current policy (no behaviour regularisation)
             # scored by the conservative cost advantage A_c_hat = Qc_hat(s, a) - Vc_hat(s).
             if cfg.unsafe_actions == "policy":
-                unsafe_actions = self.actor.sample(obs, self.generator)[:, 0]
+                unsafe_actions = self.actor.sample(unsafe_obs, self.generator)[:, 0]
             else:
-                unsafe_actions = actions
-            cost_advantage = self.conservative_q(obs, unsafe_actions) - cost_value
-            safe_weight, unsafe_weight = actor_weights(advantage, cost_advantage, safe, admissible, cfg)
-            if not cfg.region_masks:  # ablation: eq. 13 on every row, no region or admissibility mask
-                safe_weight = torch.exp(cfg.mu_safe * advantage).clamp(max=cfg.max_safe_weight)
+                unsafe_actions = actions[rows]
+            cost_advantage = self.conservative_q(unsafe_obs, unsafe_actions) - cost_value[rows]
+            w_unsafe = unsafe_region_weights(cost_advantage, safe[rows], cfg)
 
         # One forward pass for both halves: dataset actions (safe loss) and unsafe-region actions.
         noisy, t, eps = self.actor.add_noise(torch.cat([actions, unsafe_actions]), self.generator)
-        obs2 = torch.cat([obs, obs])
-        eps_pred = self.actor(noisy, obs2, t)
-        safe_loss = (safe_weight * (eps_pred[:b] - eps[:b]).pow(2).sum(-1)).mean()  # eq. 13
+        eps_pred = self.actor(noisy, torch.cat([obs, unsafe_obs]), t)
+        safe_loss = (w_safe * (eps_pred[:b] - eps[:b]).pow(2).sum(-1)).mean()  # eq. 13
         trust_phase = cfg.trust_region and step >= self.trust_start_step
         if trust_phase:  # eq. 15: stay near z', the actor of a few steps ago
             with torch.no_grad():
-                eps_lag = self.actor_lag(noisy[b:], obs, t[b:])
+                eps_lag = self.actor_lag(noisy[b:], unsafe_obs, t[b:])
             unsafe_err = (eps_pred[b:] - eps_lag).pow(2).sum(-1)
         else:  # eq. 14 as a weighted denoising loss on the policy's own actions
             unsafe_err = (eps_pred[b:] - eps[b:]).pow(2).sum(-1)
-        unsafe_loss = (unsafe_weight * unsafe_err).mean()
+        unsafe_loss = (w_unsafe * unsafe_err).sum() / b  # a mean over the whole batch, as eq. 14 writes it
         loss = cfg.safe_loss_weight * safe_loss + cfg.unsafe_loss_weight * unsafe_loss  # eq. 16
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -398,9 +412,9 @@ class SEVPO(OfflineAlgorithm):
             "loss_actor_unsafe": unsafe_loss.detach(),
             "safe_state_fraction": safe.mean(),
             "admissible_fraction": (safe * admissible).mean(),
-            "safe_weight_mean": safe_weight.mean(),
-            "safe_weight_clipped_fraction": (safe_weight >= cfg.max_safe_weight).float().mean(),
-            "unsafe_weight_mean": unsafe_weight.sum() / unsafe_count,
+            "safe_weight_mean": w_safe.mean(),
+            "safe_weight_clipped_fraction": (w_safe >= cfg.max_safe_weight).float().mean(),
+            "unsafe_weight_mean": w_unsafe.sum() / unsafe_count,
             "advantage_mean": advantage.mean(),
             "advantage_std": advantage.std(),
             "conservative_cost_value_mean": cost_value.mean(),

@@ -50,6 +50,24 @@ def dynamics(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, y, v, th], dim=-1)
 
 
+def transition(state: torch.Tensor, action: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One step of the task on a batch of states: next state, reward (decrease of the goal distance,
+    +GOAL_BONUS on arrival), cost (1 inside the hazard), success and out-of-bounds (both terminal).
+    The env steps with this; so does anything that rolls the known dynamics out (critic checks)."""
+    before = goal_distance(state[..., :2])
+    nxt = dynamics(state, action)
+    after = goal_distance(nxt[..., :2])
+    success = after <= GOAL_RADIUS
+    out_of_bounds = (nxt[..., :2].abs() > ARENA).any(-1) & ~success
+    return {
+        "state": nxt,
+        "reward": before - after + GOAL_BONUS * success.float(),
+        "cost": (hazard_distance(nxt[..., :2]) < HAZARD_RADIUS).float(),
+        "success": success,
+        "out_of_bounds": out_of_bounds,
+    }
+
+
 def hazard_distance(xy: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(xy - xy.new_tensor(HAZARD_CENTER), dim=-1)
 
@@ -112,18 +130,14 @@ class ReachAvoidEnv(BatchedEnv):
         self.state[env_ids] = sample_starts(self.cfg.start, len(env_ids), self.generator, self.device)
 
     def _physics_step(self, actions: torch.Tensor) -> dict[str, torch.Tensor]:
-        before = goal_distance(self.state[:, :2])
-        self.state = dynamics(self.state, actions)
-        after = goal_distance(self.state[:, :2])
-        success = after <= GOAL_RADIUS
-        out_of_bounds = (self.state[:, :2].abs() > ARENA).any(-1) & ~success
-        cost = (hazard_distance(self.state[:, :2]) < HAZARD_RADIUS).float()
-        reward = before - after + GOAL_BONUS * success.float()
+        out = transition(self.state, actions)
+        self.state = out["state"]
+        success, out_of_bounds = out["success"], out["out_of_bounds"]
         reason = torch.where(success, int(TerminationReason.SUCCESS), 0)
         reason = torch.where(out_of_bounds, int(TerminationReason.OUT_OF_BOUNDS), reason)
         return {
-            "reward": reward,
-            "cost": cost,
+            "reward": out["reward"],
+            "cost": out["cost"],
             "terminated": success | out_of_bounds,
             "success": success,
             "reason": reason,

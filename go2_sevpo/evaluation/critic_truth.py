@@ -1,0 +1,155 @@
+"""How right are a SEVPO run's critics? On reach-avoid the dynamics are known, so the true discounted
+return and cost of taking action a in state s and then following the run's own policy can be rolled
+out (Monte Carlo over the policy's sampling) and set beside what the critics say:
+
+    Qr(s, a), Qc(s, a)  estimate the return and discounted cost of the CURRENT policy (eq. 8-9; their
+                        targets draw a' from the EMA actor, so the policy rolled out is the EMA actor
+                        with one sample per step);
+    f(s, a)             the objective of eq. 10 built from them;
+    Qc_hat(s, a) <= l   the admissibility test of eq. 13, set beside the feasibility oracle at s'.
+
+What matters for the actor is not the absolute error but whether the critic ranks the ACTIONS of one
+state correctly, since the weights exp(mu A) and the argmax-f rule only compare actions. So besides
+RMSE and bias, every figure is also taken within states: the true advantage signal (spread of the true
+Q over the probed actions of one state, state mean removed) against the critic's within-state error.
+
+    python offline/critic_truth.py runs/ladder/low/4_trust_region/seed0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from go2_sevpo.algorithms.sevpo import safe_region_objective
+from go2_sevpo.envs.reach_avoid import observe, state_from_obs, transition
+from go2_sevpo.envs.reach_avoid_oracle import feasible
+
+
+@dataclass
+class CriticTruthConfig:
+    states: int = 48  # dataset states probed (drawn uniformly from the dataset's rows)
+    grid: int = 3  # grid x grid actions per state in [-1, 1]^2, plus the state's dataset action
+    rollouts: int = 4  # Monte-Carlo rollouts per (s, a): the policy samples, the dynamics do not
+    horizon: int = 600  # steps rolled out (gamma^600 < 0.003: the tail is below the estimate's noise)
+    seed: int = 0
+
+
+@torch.no_grad()
+def rollout_values(actor, normalizer, states: torch.Tensor, first_actions: torch.Tensor, gamma: float,
+                   horizon: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discounted return and cost of (s, a) then the diffusion actor (one sample per step), (B,) each.
+    Success and leaving the arena are absorbing (nothing more is earned), as in the critics' targets."""
+    ret = torch.zeros(states.shape[0], device=states.device)
+    cost = torch.zeros_like(ret)
+    alive = torch.ones_like(ret)
+    state, action, discount = states, first_actions, 1.0
+    for _ in range(horizon):
+        out = transition(state, action)
+        ret += discount * alive * out["reward"]
+        cost += discount * alive * out["cost"]
+        alive = alive * (~(out["success"] | out["out_of_bounds"])).float()
+        if not alive.any():
+            break
+        state, discount = out["state"], discount * gamma
+        action = actor.sample(normalizer(observe(state)), generator)[:, 0]
+    return ret, cost
+
+
+def _within_state(values: torch.Tensor) -> torch.Tensor:
+    """(S, A) -> the same with each state's mean over its actions removed."""
+    return values - values.mean(1, keepdim=True)
+
+
+def _rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over states of Spearman's rank correlation between rows of a and b, (S, A) each."""
+    ra, rb = a.argsort(1).argsort(1).float(), b.argsort(1).argsort(1).float()
+    ra, rb = _within_state(ra), _within_state(rb)
+    denom = (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-9)
+    return float(((ra * rb).sum(1) / denom).mean())
+
+
+def _errors(name: str, learned: torch.Tensor, true: torch.Tensor, true_se: torch.Tensor) -> dict[str, float]:
+    err = learned - true
+    within_true, within_err = _within_state(true), _within_state(err)
+    best_true = true.max(1).values
+    picked = true.gather(1, learned.argmax(1, keepdim=True)).squeeze(1)
+    return {
+        f"{name}_true_mean": float(true.mean()),
+        f"{name}_rmse": float(err.pow(2).mean().sqrt()),
+        f"{name}_bias": float(err.mean()),
+        # within one state: the signal the actor's weights need, and the critic's error on it
+        f"{name}_true_action_spread": float(within_true.std()),
+        f"{name}_within_state_error": float(within_err.std()),
+        f"{name}_rank_correlation": _rank_correlation(learned, true),
+        # the true value lost by taking the critic's favourite probed action instead of the best one
+        f"{name}_argmax_regret": float((best_true - picked).mean()),
+        f"{name}_monte_carlo_se": float(true_se.mean()),
+    }
+
+
+@torch.no_grad()
+def critic_truth(algo, normalizer, dataset, cfg: CriticTruthConfig) -> dict[str, Any]:
+    """Roll out the truth on `cfg.states` dataset states x (grid^2 + 1) actions and compare (SEVPO)."""
+    device = algo.device
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed)
+    rows = torch.randint(0, len(dataset), (cfg.states,), generator=gen, device=device).cpu().numpy()
+    raw_obs = torch.as_tensor(dataset.observations[rows], device=device)
+    data_actions = torch.as_tensor(dataset.actions[rows], device=device)
+    levels = torch.linspace(-1, 1, cfg.grid, device=device)
+    grid = torch.cartesian_prod(levels, levels)  # (G, 2)
+    actions = torch.cat([grid.expand(cfg.states, -1, -1), data_actions[:, None]], 1)  # (S, A, 2)
+    s, a = actions.shape[:2]
+    states = state_from_obs(raw_obs)[:, None].expand(s, a, 4)
+
+    # Monte-Carlo truth: every (s, a) `rollouts` times, all in one batch.
+    flat_states = states.reshape(-1, 4).repeat(cfg.rollouts, 1)
+    flat_actions = actions.reshape(-1, 2).repeat(cfg.rollouts, 1)
+    ret, cost = rollout_values(algo.actor_ema, normalizer, flat_states, flat_actions, algo.cfg.gamma,
+                               cfg.horizon, gen)
+    ret, cost = ret.view(cfg.rollouts, s, a), cost.view(cfg.rollouts, s, a)
+    se = lambda x: x.std(0) / cfg.rollouts**0.5  # noqa: E731
+    true_r, true_c = ret.mean(0), cost.mean(0)
+
+    obs = normalizer(observe(states.reshape(-1, 4)))
+    flat = actions.reshape(-1, 2)
+    qr, qc = algo.policy_q(obs, flat)
+    objective = safe_region_objective(qr, qc, algo.delta, algo.cfg.objective_penalty).view(s, a)
+    true_objective = safe_region_objective(true_r.flatten(), true_c.flatten(), algo.delta,
+                                           algo.cfg.objective_penalty).view(s, a)
+    out: dict[str, Any] = {"states": s, "actions_per_state": a, "rollouts": cfg.rollouts}
+    out.update(_errors("qr", qr.view(s, a), true_r, se(ret)))
+    out.update(_errors("qc", qc.view(s, a), true_c, se(cost)))
+    out.update(_errors("objective", objective, true_objective, se(ret)))
+
+    # The actor's weights are exp(mu_1 A) with A = f(s, a_data) - Vf(s) on dataset actions.
+    vf = algo.objective_value(normalizer(raw_obs))
+    adv = objective[:, -1] - vf
+    out["advantage_std"] = float(adv.std())
+    out["advantage_abs_mean"] = float(adv.abs().mean())
+
+    # Admissibility Qc_hat(s, a) <= l against the oracle at s' (feasible next state).
+    admissible = (algo.conservative_q(obs, flat) <= algo.threshold).view(s, a)
+    oracle = feasible(transition(states.reshape(-1, 4), flat)["state"]).view(s, a)
+    out["admissible_agreement"] = float((admissible == oracle).float().mean())
+    out["admissible_false_safe"] = float((admissible & ~oracle).float().mean())  # admitted, truly infeasible
+    out["admissible_false_unsafe"] = float((~admissible & oracle).float().mean())
+    return out
+
+
+def format_report(m: dict[str, Any]) -> str:
+    lines = [f"{m['states']} dataset states x {m['actions_per_state']} actions, {m['rollouts']} rollouts each"]
+    for name, label in (("qr", "Qr (return)"), ("qc", "Qc (disc. cost)"), ("objective", "f (eq. 10)")):
+        lines.append(
+            f"  {label:16s} true mean {m[f'{name}_true_mean']:8.3f}  rmse {m[f'{name}_rmse']:7.3f}  "
+            f"bias {m[f'{name}_bias']:+7.3f}  | within a state: true spread {m[f'{name}_true_action_spread']:6.3f}  "
+            f"error {m[f'{name}_within_state_error']:6.3f}  rank corr {m[f'{name}_rank_correlation']:+.2f}  "
+            f"argmax regret {m[f'{name}_argmax_regret']:6.3f}  (MC s.e. {m[f'{name}_monte_carlo_se']:.3f})")
+    lines.append(f"  advantage A = f - Vf on dataset actions: std {m['advantage_std']:.3f}, mean |A| "
+                 f"{m['advantage_abs_mean']:.3f}")
+    lines.append(f"  admissible (Qc_hat <= l) vs oracle-feasible s': agreement {m['admissible_agreement']:.3f}, "
+                 f"false safe {m['admissible_false_safe']:.3f}, false unsafe {m['admissible_false_unsafe']:.3f}")
+    return "\n".join(lines)

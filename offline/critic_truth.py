@@ -1,0 +1,44 @@
+"""Compare a SEVPO run's critics with the truth rolled out on reach-avoid's known dynamics
+(go2_sevpo/evaluation/critic_truth.py says what is measured and why).
+
+    python offline/critic_truth.py runs/ladder/low/4_trust_region/seed0 [--states 48] [--json OUT]
+
+Bad input is one line on stderr with exit status 2.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from go2_sevpo.cli import one_line_errors
+from go2_sevpo.data.format import load_dataset
+from go2_sevpo.evaluation.critic_truth import CriticTruthConfig, critic_truth, format_report
+from go2_sevpo.training.trainer import load_run
+from go2_sevpo.utils.errors import ConfigError
+
+
+@one_line_errors
+def main() -> None:
+    defaults = CriticTruthConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a SEVPO run directory on reach_avoid")
+    for name in ("states", "grid", "rollouts", "horizon", "seed"):
+        parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
+    parser.add_argument("--json", default="", help="also write the figures to this file")
+    args = parser.parse_args()
+    algo, normalizer, payload = load_run(args.run)
+    if payload["algo_config"].get("name") != "sevpo" or payload["env"] != "reach_avoid":
+        raise ConfigError(f"{args.run}: a {payload['algo_config'].get('name')} run on {payload['env']}; "
+                          "the truth can only be rolled out for SEVPO on reach_avoid")
+    dataset = load_dataset(payload["dataset"], payload["obs_dim"], payload["act_dim"])
+    cfg = CriticTruthConfig(**{k: getattr(args, k) for k in ("states", "grid", "rollouts", "horizon", "seed")})
+    m = critic_truth(algo, normalizer, dataset, cfg)
+    print(f"{args.run} (step {payload['step']}):")
+    print(format_report(m))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"run": args.run, "step": payload["step"], **m}, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
