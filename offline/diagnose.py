@@ -23,6 +23,7 @@ from go2_sevpo.training.trainer import load_run
 RULES = {  # name: the SEVPOConfig `select` used when acting
     "sevpo": "argmax f among admissible, else argmin Qc_hat",
     "minqc": "argmin Qc_hat (FISOR)",
+    "admissible": "first admissible candidate in the safe region, else argmin Qc_hat",
     "actor": "actor alone (one sample, no critic)",
 }
 
@@ -36,7 +37,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", default="", help="also write the records to this file")
+    parser.add_argument("--json", default="", help="also write the records to this file (records of other "
+                        "(start, rule) pairs already in it are kept)")
     args = parser.parse_args()
     algo, normalizer, payload = load_run(args.run, args.device)
     if payload["algo_config"].get("name") != "sevpo":
@@ -57,7 +59,10 @@ def main() -> None:
             print(f"  {start or 'default':16s} {rule:6s} success {m['success_rate']:.2f}  mean cost {m['mean_cost']:6.2f}  "
                   f"failure {m['failure_rate']:.2f}  ends {ends}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(records, indent=1))
+        path = Path(args.json)
+        new = {(r["start"], r["rule"]) for r in records}
+        kept = [r for r in json.loads(path.read_text()) if (r["start"], r["rule"]) not in new] if path.exists() else []
+        path.write_text(json.dumps(kept + records, indent=1))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from go2_sevpo.algorithms.sevpo import (
     policy_critic_targets,
     reversed_expectile_loss,
     safe_region_objective,
+    first_admissible_index,
     select_action_index,
 )
 from go2_sevpo.data.sampler import TransitionBatch
@@ -139,3 +140,15 @@ def test_acting_rule():
     f = torch.tensor([[1.0, 9.0, 2.0, 3.0], [5.0, 1.0, 1.0, 1.0], [9.0, 9.0, 0.0, 9.0]])
     safe = torch.tensor([True, True, False])
     assert select_action_index(qc_hat, f, safe, l).tolist() == [3, 3, 2]
+
+
+def test_admissible_acting_rule_ignores_the_reward_critic():
+    l = 0.1
+    qc_hat = torch.tensor([
+        [0.50, 0.05, 0.01, 0.08],  # safe state: first admissible candidate is 1 (not the least Qc_hat, 2)
+        [0.50, 0.30, 0.90, 0.20],  # safe state, nothing admissible -> least Qc_hat (3)
+        [0.05, 0.50, 0.01, 0.08],  # unsafe state -> least Qc_hat (2)
+        [0.01, 0.05, 0.00, 0.08],  # safe state, all admissible -> the first draw (0)
+    ])
+    safe = torch.tensor([True, True, False, True])
+    assert first_admissible_index(qc_hat, safe, l).tolist() == [1, 3, 2, 0]

@@ -82,7 +82,9 @@ class SEVPOConfig(AlgorithmConfig):
     lag_refresh: int = 5  # k: the lagged actor copy z' is refreshed every k steps
     # ---- acting
     num_candidates: int = 16  # N actions sampled per state
-    # sevpo: the rule of `select_action_index` | minqc: argmin Qc_hat (FISOR) | actor: the first EMA-actor
+    # sevpo: the rule of `select_action_index` (argmax f among admissible candidates in the safe region)
+    # | minqc: argmin Qc_hat (FISOR) | admissible: in the safe region the first admissible candidate
+    # (a draw from the actor restricted to Qc_hat <= l), else argmin Qc_hat | actor: the first EMA-actor
     # sample, no critic (the ablation that separates the actor from the acting rule)
     select: str = "sevpo"
 
@@ -119,6 +121,16 @@ def select_action_index(qc_hat: torch.Tensor, objective: torch.Tensor, safe: tor
     return torch.where(use_objective, best_objective, least_cost)
 
 
+def first_admissible_index(qc_hat: torch.Tensor, safe: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Acting rule `admissible` over N i.i.d. candidates (B, N): in the safe region the first candidate
+    with Qc_hat <= l, i.e. one draw from the actor's distribution restricted to admissible actions
+    (the reward critic is not consulted, so its errors are not amplified by an argmax); if none is
+    admissible, or outside the safe region, the candidate with the smallest Qc_hat."""
+    admissible = qc_hat <= threshold
+    first = admissible.float().argmax(1)  # index of the first True (0 when there is none)
+    return torch.where(safe & admissible.any(1), first, qc_hat.argmin(1))
+
+
 def cost_critic_target(costs: torch.Tensor, next_value: torch.Tensor, mask: torch.Tensor, cfg: SEVPOConfig) -> torch.Tensor:
     """Stage-1 Bellman target for Qc_hat.
     none (eq. 7, absorbing-state form): (1-alpha) c + alpha (c + gamma V(s')) = c + alpha gamma mask V(s').
@@ -151,7 +163,7 @@ def actor_weights(advantage, cost_advantage, safe, admissible, cfg: SEVPOConfig)
 
 
 def check_config(cfg: SEVPOConfig) -> None:
-    choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"), "select": ("sevpo", "minqc", "actor"),
+    choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"), "select": ("sevpo", "minqc", "admissible", "actor"),
                "objective_penalty": ("shifted", "paper")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
@@ -434,6 +446,8 @@ class SEVPO(OfflineAlgorithm):
         qc_hat = self.conservative_q(flat_obs, flat_actions).view(b, n)
         if self.cfg.select == "minqc":
             index = qc_hat.argmin(1)
+        elif self.cfg.select == "admissible":
+            index = first_admissible_index(qc_hat, self.safe_set(obs), self.threshold)
         else:
             qr, qc = self.policy_q(flat_obs, flat_actions)
             objective = safe_region_objective(qr, qc, self.delta, self.cfg.objective_penalty).view(b, n)

@@ -36,13 +36,22 @@ def atomic_save(payload: Any, path: str | Path) -> None:
 
 
 def load_file(path: str | Path, device: str | torch.device = "cpu") -> Any:
-    """torch.load with one-line errors for a missing, truncated or corrupt file."""
+    """torch.load with one-line errors for a missing, truncated or corrupt file.
+
+    Loading is safe: `weights_only=True`, so a file can hold tensors, numbers, strings and containers
+    of them (everything our checkpoints and caches hold) but nothing that runs code when unpickled;
+    a file that needs more (someone else's pickle, a tampered run folder) is refused in one line."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError) as e:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise CheckpointError(f"{path}: refused: the file holds Python objects beyond tensors and plain data, "
+                                  "which only an unsafe load could rebuild (not a checkpoint of this project?)") from None
+        raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {str(e).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {first}") from None
 
