@@ -47,6 +47,10 @@ class PretrainContext:
     # cost threshold is defined by them (BC-safe, CPQ, COptiDICE); None when unknown.
     cost_limit: float | None = None
     max_episode_length: int | None = None
+    # Where a long pre-training stage checkpoints its progress (atomically, every `save_interval` of
+    # its steps) so that the same command resumes it after a kill; "" = no progress checkpoints.
+    progress_path: str = ""
+    save_interval: int = 1000
 
 
 class OfflineAlgorithm(ABC):

@@ -258,9 +258,10 @@ class SEVPO(OfflineAlgorithm):
         generator.manual_seed(cfg.stage1_seed)
         optimizers = (adam(self.conservative_cost_critic.parameters(), lr=cfg.critic_lr),
                       adam(self.conservative_cost_value.parameters(), lr=cfg.critic_lr))
+        start = self._resume_stage1(context, optimizers, generator)
         sums: dict[str, torch.Tensor] = {}
-        bar = tqdm(range(cfg.stage1_steps), desc="stage 1 (safe region)", disable=not context.show_progress,
-                   dynamic_ncols=True, leave=False)
+        bar = tqdm(range(start, cfg.stage1_steps), desc="stage 1 (safe region)", disable=not context.show_progress,
+                   dynamic_ncols=True, leave=False, initial=start, total=cfg.stage1_steps)
         for step in bar:
             scalars = self._stage1_step(context.sampler.sample(cfg.critic_batch_size, generator), optimizers)
             for k, v in scalars.items():
@@ -269,7 +270,34 @@ class SEVPO(OfflineAlgorithm):
                 n = (step % context.log_interval) + 1
                 context.log("stage1", {k: v / n for k, v in sums.items()}, step + 1)
                 sums = {}
+            if context.progress_path and (step + 1) % context.save_interval == 0 and step + 1 < cfg.stage1_steps:
+                atomic_save(self._stage1_progress(context, optimizers, generator, step + 1), context.progress_path)
         self.stage1_done = True
+
+    # Stage 1 survives a kill: every `save_interval` steps its networks, optimisers, random stream and
+    # step go to the run's progress file, and the same command continues from there (bit-identically:
+    # nothing else in stage 1 is random).
+    def _stage1_progress(self, context, optimizers, generator, step: int) -> dict[str, Any]:
+        return {**self._stage1_payload(context.fingerprint), "step": step,
+                "optimizers": [o.state_dict() for o in optimizers], "generator": generator.get_state()}
+
+    def _resume_stage1(self, context: PretrainContext, optimizers, generator) -> int:
+        path = Path(context.progress_path) if context.progress_path else None
+        if path is None or not path.exists():
+            return 0
+        # Like the main checkpoint: progress made with other settings is an error, never silently dropped.
+        progress = load_file(path, self.device)
+        self._load_stage1(path, context, progress)
+        try:
+            for opt, state in zip(optimizers, progress["optimizers"]):
+                opt.load_state_dict(state)
+            generator.set_state(progress["generator"].cpu())
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise CacheError(f"stage-1 progress {path}: incomplete ({str(e).splitlines()[0]}); delete it to "
+                             "start stage 1 afresh") from None
+        self.stage1_done = False
+        context.message(f"stage 1: resuming from step {progress['step']} ({path})")
+        return int(progress["step"])
 
     def _stage1_payload(self, fingerprint: str) -> dict[str, Any]:
         return {
@@ -281,11 +309,12 @@ class SEVPO(OfflineAlgorithm):
             "conservative_cost_value": self.conservative_cost_value.state_dict(),
         }
 
-    def _load_stage1(self, path: Path, context: PretrainContext) -> None:
-        try:
-            payload = load_file(path, self.device)
-        except CheckpointError as e:
-            raise CacheError(f"stage-1 cache {e}") from None
+    def _load_stage1(self, path: Path, context: PretrainContext, payload: dict | None = None) -> None:
+        if payload is None:
+            try:
+                payload = load_file(path, self.device)
+            except CheckpointError as e:
+                raise CacheError(f"stage-1 cache {e}") from None
         if not isinstance(payload, dict) or payload.get("format") != STAGE1_FORMAT:
             raise CacheError(f"stage-1 cache {path}: not a SEVPO stage-1 cache (format {STAGE1_FORMAT})")
         if payload["fingerprint"] != context.fingerprint:
@@ -326,6 +355,8 @@ class SEVPO(OfflineAlgorithm):
         if path is not None:
             atomic_save(self._stage1_payload(context.fingerprint), path)
             context.message(f"stage 1: cached the safe region at {path}")
+        if context.progress_path:  # stage 1 is done: its progress file has served
+            Path(context.progress_path).unlink(missing_ok=True)
 
     # ----------------------------------------------------------------- stage 2
     def update(self, sampler: DeviceSampler, step: int) -> dict[str, torch.Tensor | float]:

@@ -60,6 +60,7 @@ class TrainConfig:
 RESUME_FREE = ("device", "threads", "log_interval", "eval_interval", "save_interval",
                "progress", "cache_dir", "eval")
 CHECKPOINT_NAME = "checkpoints/latest.pt"
+PRETRAIN_PROGRESS_NAME = "checkpoints/pretrain_progress.pt"  # a pre-training stage in progress (SEVPO stage 1)
 
 
 # ----------------------------------------------------------------------------- config helpers
@@ -246,6 +247,7 @@ class OfflineTrainer:
             log=self.log, message=self.message, log_interval=cfg.log_interval, show_progress=cfg.progress,
             cache_key_extra={"normalize_obs": cfg.normalize_obs},
             cost_limit=float(cfg.env.cost_limit), max_episode_length=int(cfg.env.max_episode_length),
+            progress_path=str(self.run_dir / PRETRAIN_PROGRESS_NAME), save_interval=cfg.save_interval,
         ))
         if not resumed:
             self.save()  # a kill after pre-training resumes here, without the cache
