@@ -24,6 +24,7 @@ RULES = {  # name: the SEVPOConfig `select` used when acting
     "sevpo": "argmax f among admissible, else argmin Qc_hat",
     "minqc": "argmin Qc_hat (FISOR)",
     "admissible": "first admissible candidate in the safe region, else argmin Qc_hat",
+    "filtered": "first candidate with Qc_hat <= l and Qc <= delta in the safe region, else the sevpo rule",
     "actor": "actor alone (one sample, no critic)",
 }
 

@@ -152,3 +152,12 @@ def test_admissible_acting_rule_ignores_the_reward_critic():
     ])
     safe = torch.tensor([True, True, False, True])
     assert first_admissible_index(qc_hat, safe, l).tolist() == [1, 3, 2, 0]
+
+
+def test_filtered_acting_rule_needs_both_cost_tests():
+    l = 0.1
+    qc_hat = torch.tensor([[0.05, 0.01, 0.02], [0.05, 0.01, 0.02], [0.05, 0.01, 0.02]])
+    passed = torch.tensor([[False, False, True], [False, False, False], [True, True, True]])  # Qc <= delta
+    safe = torch.tensor([True, True, False])
+    fallback = torch.tensor([1, 0, 2])
+    assert first_admissible_index(qc_hat, safe, l, passed, fallback).tolist() == [2, 0, 2]

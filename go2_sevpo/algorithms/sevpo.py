@@ -84,8 +84,9 @@ class SEVPOConfig(AlgorithmConfig):
     num_candidates: int = 16  # N actions sampled per state
     # sevpo: the rule of `select_action_index` (argmax f among admissible candidates in the safe region)
     # | minqc: argmin Qc_hat (FISOR) | admissible: in the safe region the first admissible candidate
-    # (a draw from the actor restricted to Qc_hat <= l), else argmin Qc_hat | actor: the first EMA-actor
-    # sample, no critic (the ablation that separates the actor from the acting rule)
+    # (a draw from the actor restricted to Qc_hat <= l), else argmin Qc_hat | filtered: in the safe
+    # region the first candidate with Qc_hat <= l and Qc <= delta (both cost tests passed, so f = Qr),
+    # else the sevpo rule | actor: the first EMA-actor sample, no critic (separates actor from rule)
     select: str = "sevpo"
 
 
@@ -121,14 +122,18 @@ def select_action_index(qc_hat: torch.Tensor, objective: torch.Tensor, safe: tor
     return torch.where(use_objective, best_objective, least_cost)
 
 
-def first_admissible_index(qc_hat: torch.Tensor, safe: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Acting rule `admissible` over N i.i.d. candidates (B, N): in the safe region the first candidate
-    with Qc_hat <= l, i.e. one draw from the actor's distribution restricted to admissible actions
-    (the reward critic is not consulted, so its errors are not amplified by an argmax); if none is
-    admissible, or outside the safe region, the candidate with the smallest Qc_hat."""
-    admissible = qc_hat <= threshold
-    first = admissible.float().argmax(1)  # index of the first True (0 when there is none)
-    return torch.where(safe & admissible.any(1), first, qc_hat.argmin(1))
+def first_admissible_index(qc_hat: torch.Tensor, safe: torch.Tensor, threshold: float,
+                           passed: torch.Tensor | None = None, fallback: torch.Tensor | None = None) -> torch.Tensor:
+    """Acting rules `admissible` and `filtered` over N i.i.d. candidates (B, N): in the safe region the
+    first candidate that passes the cost tests (Qc_hat <= l, and `passed` when given), i.e. one draw
+    from the actor's distribution restricted to those actions. No argmax over the reward critic, so
+    its errors are not amplified (an argmax over N noisy estimates picks the largest error). Where no
+    candidate passes, or outside the safe region: `fallback` indices, by default argmin Qc_hat."""
+    ok = qc_hat <= threshold
+    if passed is not None:
+        ok = ok & passed
+    first = ok.float().argmax(1)  # index of the first True (0 when there is none)
+    return torch.where(safe & ok.any(1), first, qc_hat.argmin(1) if fallback is None else fallback)
 
 
 def cost_critic_target(costs: torch.Tensor, next_value: torch.Tensor, mask: torch.Tensor, cfg: SEVPOConfig) -> torch.Tensor:
@@ -163,7 +168,7 @@ def actor_weights(advantage, cost_advantage, safe, admissible, cfg: SEVPOConfig)
 
 
 def check_config(cfg: SEVPOConfig) -> None:
-    choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"), "select": ("sevpo", "minqc", "admissible", "actor"),
+    choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"), "select": ("sevpo", "minqc", "admissible", "filtered", "actor"),
                "objective_penalty": ("shifted", "paper")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
@@ -482,7 +487,10 @@ class SEVPO(OfflineAlgorithm):
         else:
             qr, qc = self.policy_q(flat_obs, flat_actions)
             objective = safe_region_objective(qr, qc, self.delta, self.cfg.objective_penalty).view(b, n)
-            index = select_action_index(qc_hat, objective, self.safe_set(obs), self.threshold)
+            safe = self.safe_set(obs)
+            index = select_action_index(qc_hat, objective, safe, self.threshold)
+            if self.cfg.select == "filtered":
+                index = first_admissible_index(qc_hat, safe, self.threshold, qc.view(b, n) <= self.delta, index)
         return candidates[torch.arange(b, device=obs.device), index]
 
     # ----------------------------------------------------------------- state
