@@ -69,6 +69,10 @@ class SEVPOConfig(AlgorithmConfig):
     actor_ema: float = 0.001  # Polyak factor of the EMA actor used for targets and acting
     mu_safe: float = 3.0  # mu_1, temperature of the safe-region weights
     mu_unsafe: float = 5.0  # mu_2, temperature of the unsafe-region weights
+    # Scale of A in exp(mu_1 A). none (paper): A in reward units, so mu_1 = 3 means something else on
+    # every task (reach_avoid's +100 goal bonus gives A a std of about 13). std: A divided by a running
+    # (EMA 0.01) std of A over the batches, so mu_1 acts on a unit-free advantage on any reward scale.
+    advantage_normalization: str = "none"
     max_safe_weight: float = 100.0  # clip of exp(mu_1 A)
     max_unsafe_weight: float = 150.0  # clip of exp(-mu_2 A_c_hat)
     # Ablation of eq. 13's masks: False trains the safe-region loss on EVERY dataset row (with
@@ -169,7 +173,8 @@ def actor_weights(advantage, cost_advantage, safe, admissible, cfg: SEVPOConfig)
 
 def check_config(cfg: SEVPOConfig) -> None:
     choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"), "select": ("sevpo", "minqc", "admissible", "filtered", "actor"),
-               "objective_penalty": ("shifted", "paper")}
+               "objective_penalty": ("shifted", "paper"),
+               "advantage_normalization": ("none", "std")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"algo.{key}={getattr(cfg, key)!r} is not one of {allowed}")
@@ -189,6 +194,7 @@ class SEVPO(OfflineAlgorithm):
         self.threshold = 0.0 if cfg.cost_transform == "hj" else float(cfg.region_threshold)  # l
         self.delta = self.threshold if cfg.objective_threshold is None else float(cfg.objective_threshold)
         self.trust_start_step = int(cfg.trust_start * total_steps)  # K_trust
+        self.advantage_scale = torch.ones((), device=self.device)  # running std of A (advantage_normalization=std)
         dev = self.device
 
         # Stage 1 networks are initialised from `stage1_seed`, not the run seed, so a cached stage 1 is
@@ -414,6 +420,10 @@ class SEVPO(OfflineAlgorithm):
             admissible = (self.conservative_q(obs, actions) <= self.threshold).float()  # Qc_hat(s, a) <= l
             qr_t, qc_t = self.policy_q(obs, actions, target=True)
             advantage = safe_region_objective(qr_t, qc_t, self.delta, cfg.objective_penalty) - self.objective_value(obs)
+            if cfg.advantage_normalization == "std":
+                batch_std = advantage.std()  # stays on the device: no host sync
+                self.advantage_scale = batch_std if step == 0 else self.advantage_scale.lerp(batch_std, 0.01)
+                advantage = advantage / self.advantage_scale.clamp_min(1e-6)
             if cfg.region_masks:
                 w_safe = safe_region_weights(advantage, safe, admissible, cfg)
             else:  # ablation: eq. 13 on every row, no region or admissibility mask
@@ -499,11 +509,12 @@ class SEVPO(OfflineAlgorithm):
                 "critic_optimizer", "value_optimizer", "actor_optimizer", "actor_scheduler")
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "stage1_done": self.stage1_done}
+        return {**super().state_dict(), "stage1_done": self.stage1_done, "advantage_scale": self.advantage_scale}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.stage1_done = bool(state["stage1_done"])
+        self.advantage_scale = state.get("advantage_scale", torch.ones(())).to(self.device)
 
     def train_mode(self, training: bool) -> None:
         self.actor.train(training)

@@ -47,10 +47,10 @@ def load_file(path: str | Path, device: str | torch.device = "cpu") -> Any:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        if "Unsupported global" in str(e):  # a class or function the file wants to rebuild or call
             raise CheckpointError(f"{path}: refused: the file holds Python objects beyond tensors and plain data, "
                                   "which only an unsafe load could rebuild (not a checkpoint of this project?)") from None
-        raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): not a valid torch file") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {first}") from None
