@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 QUALITIES=${QUALITIES:-low}
 SEEDS=${SEEDS:-0}
+# Torch threads per training: 2 (both cores) for the default single run; use 1 and run trainings side
+# by side when there are several (matmuls of a few hundred rows scale well past one core only so far).
+THREADS=${THREADS:-2}
 
 if [ ! -f data/reach_avoid/high.h5 ] || [ ! -f data/reach_avoid/medium.h5 ] || [ ! -f data/reach_avoid/low.h5 ]; then
   bash data_collection/make_reach_avoid_data.sh
@@ -19,11 +22,12 @@ for quality in $QUALITIES; do
   python data_collection/inspect.py "data/reach_avoid/$quality.h5"
   for seed in $SEEDS; do
     run="runs/reach_avoid/sevpo/$quality/seed$seed"
-    # Trains stage 1 once per dataset (cached in runs/cache), stage 2, then evaluates the last iterate
-    # from the papers' start: metrics.json, plots/reach_avoid_paper_final.png (trajectories, learned
-    # safe region beside the oracle's), plots/training.png.
+    # Trains stage 1 once per dataset (cached in runs/cache), stage 2 with an evaluation from the
+    # papers' start every 2,000 steps (the learning curve), then evaluates the last iterate:
+    # metrics.json, plots/reach_avoid_paper_final.png (trajectories, learned safe region beside the
+    # oracle's), plots/training.png (success, cost, failure against steps).
     python offline/train.py algo=sevpo env=reach_avoid "dataset=data/reach_avoid/$quality.h5" seed="$seed" \
-      threads=1 progress=false "hydra.run.dir=$run" "$@"
+      threads="$THREADS" eval_interval=2000 progress=false "hydra.run.dir=$run" "$@"
   done
 done
 # Every finished run under runs/ (any algorithm), evaluated from the papers' start and from inside the

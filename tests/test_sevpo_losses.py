@@ -161,3 +161,15 @@ def test_filtered_acting_rule_needs_both_cost_tests():
     safe = torch.tensor([True, True, False])
     fallback = torch.tensor([1, 0, 2])
     assert first_admissible_index(qc_hat, safe, l, passed, fallback).tolist() == [2, 0, 2]
+
+
+def test_advantage_normalization_makes_the_weights_scale_free():
+    from go2_sevpo.algorithms.sevpo import running_std
+
+    torch.manual_seed(0)
+    a = torch.randn(4096)
+    s1 = running_std(a, torch.ones(()), step=0)
+    s100 = running_std(100 * a, torch.ones(()), step=0)
+    assert torch.allclose(a / s1, (100 * a) / s100, atol=1e-5)  # the same weights on any reward scale
+    # later steps move the running value 1% of the way to the batch std
+    assert torch.isclose(running_std(0 * a, s1, step=7), 0.99 * s1, rtol=1e-5)

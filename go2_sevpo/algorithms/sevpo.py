@@ -69,9 +69,10 @@ class SEVPOConfig(AlgorithmConfig):
     actor_ema: float = 0.001  # Polyak factor of the EMA actor used for targets and acting
     mu_safe: float = 3.0  # mu_1, temperature of the safe-region weights
     mu_unsafe: float = 5.0  # mu_2, temperature of the unsafe-region weights
-    # Scale of A in exp(mu_1 A). none (paper): A in reward units, so mu_1 = 3 means something else on
-    # every task (reach_avoid's +100 goal bonus gives A a std of about 13). std: A divided by a running
-    # (EMA 0.01) std of A over the batches, so mu_1 acts on a unit-free advantage on any reward scale.
+    # Scale of the advantages in exp(mu_1 A) and exp(-mu_2 A_c_hat). none (paper): reward and cost
+    # units, so mu_1 = 3 means something else on every task (reach_avoid's +100 goal bonus gives A a
+    # std of about 13). std: each divided by a running (EMA 0.01) std of itself over the batches, so
+    # the temperatures act on unit-free advantages on any reward and cost scale.
     advantage_normalization: str = "none"
     max_safe_weight: float = 100.0  # clip of exp(mu_1 A)
     max_unsafe_weight: float = 150.0  # clip of exp(-mu_2 A_c_hat)
@@ -171,6 +172,13 @@ def actor_weights(advantage, cost_advantage, safe, admissible, cfg: SEVPOConfig)
     return safe_region_weights(advantage, safe, admissible, cfg), unsafe_region_weights(cost_advantage, safe, cfg)
 
 
+def running_std(values: torch.Tensor, previous: torch.Tensor, step: int, rate: float = 0.01) -> torch.Tensor:
+    """EMA of the batch std of `values` (the first batch sets it), floored at 1e-6; stays on the device."""
+    batch_std = values.std()
+    scale = batch_std if step == 0 else previous.lerp(batch_std, rate)
+    return scale.clamp_min(1e-6)
+
+
 def check_config(cfg: SEVPOConfig) -> None:
     choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"), "select": ("sevpo", "minqc", "admissible", "filtered", "actor"),
                "objective_penalty": ("shifted", "paper"),
@@ -194,7 +202,9 @@ class SEVPO(OfflineAlgorithm):
         self.threshold = 0.0 if cfg.cost_transform == "hj" else float(cfg.region_threshold)  # l
         self.delta = self.threshold if cfg.objective_threshold is None else float(cfg.objective_threshold)
         self.trust_start_step = int(cfg.trust_start * total_steps)  # K_trust
-        self.advantage_scale = torch.ones((), device=self.device)  # running std of A (advantage_normalization=std)
+        # Running std of A and of A_c_hat (advantage_normalization=std), kept in the checkpoint.
+        self.advantage_scale = torch.ones((), device=self.device)
+        self.cost_advantage_scale = torch.ones((), device=self.device)
         dev = self.device
 
         # Stage 1 networks are initialised from `stage1_seed`, not the run seed, so a cached stage 1 is
@@ -421,9 +431,8 @@ class SEVPO(OfflineAlgorithm):
             qr_t, qc_t = self.policy_q(obs, actions, target=True)
             advantage = safe_region_objective(qr_t, qc_t, self.delta, cfg.objective_penalty) - self.objective_value(obs)
             if cfg.advantage_normalization == "std":
-                batch_std = advantage.std()  # stays on the device: no host sync
-                self.advantage_scale = batch_std if step == 0 else self.advantage_scale.lerp(batch_std, 0.01)
-                advantage = advantage / self.advantage_scale.clamp_min(1e-6)
+                self.advantage_scale = running_std(advantage, self.advantage_scale, step)
+                advantage = advantage / self.advantage_scale
             if cfg.region_masks:
                 w_safe = safe_region_weights(advantage, safe, admissible, cfg)
             else:  # ablation: eq. 13 on every row, no region or admissibility mask
@@ -440,6 +449,9 @@ class SEVPO(OfflineAlgorithm):
             else:
                 unsafe_actions = actions[rows]
             cost_advantage = self.conservative_q(unsafe_obs, unsafe_actions) - cost_value[rows]
+            if cfg.advantage_normalization == "std" and cost_advantage.numel() > 1:
+                self.cost_advantage_scale = running_std(cost_advantage, self.cost_advantage_scale, step)
+                cost_advantage = cost_advantage / self.cost_advantage_scale
             w_unsafe = unsafe_region_weights(cost_advantage, safe[rows], cfg)
 
         # One forward pass for both halves: dataset actions (safe loss) and unsafe-region actions.
@@ -509,12 +521,14 @@ class SEVPO(OfflineAlgorithm):
                 "critic_optimizer", "value_optimizer", "actor_optimizer", "actor_scheduler")
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "stage1_done": self.stage1_done, "advantage_scale": self.advantage_scale}
+        return {**super().state_dict(), "stage1_done": self.stage1_done,
+                "advantage_scale": self.advantage_scale, "cost_advantage_scale": self.cost_advantage_scale}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.stage1_done = bool(state["stage1_done"])
         self.advantage_scale = state.get("advantage_scale", torch.ones(())).to(self.device)
+        self.cost_advantage_scale = state.get("cost_advantage_scale", torch.ones(())).to(self.device)
 
     def train_mode(self, training: bool) -> None:
         self.actor.train(training)
