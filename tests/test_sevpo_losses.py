@@ -173,3 +173,14 @@ def test_advantage_normalization_makes_the_weights_scale_free():
     assert torch.allclose(a / s1, (100 * a) / s100, atol=1e-5)  # the same weights on any reward scale
     # later steps move the running value 1% of the way to the batch std
     assert torch.isclose(running_std(0 * a, s1, step=7), 0.99 * s1, rtol=1e-5)
+
+
+def test_per_state_unsafe_weights_rank_each_states_samples():
+    from go2_sevpo.algorithms.sevpo import per_state_unsafe_weights
+
+    cost_q = torch.tensor([[2.0, 1.0, 3.0], [5.0, 5.0, 5.0], [0.0, 9.0, 9.0]])
+    safe = torch.tensor([0.0, 0.0, 1.0])
+    w = per_state_unsafe_weights(cost_q, safe, mu_unsafe=5.0)
+    assert torch.allclose(w.sum(1), torch.tensor([1.0, 1.0, 0.0]))  # one unit per unsafe state, none in safe ones
+    assert w[0].argmax() == 1 and w[0, 1] > 0.99  # the sample with the lowest conservative cost dominates
+    assert torch.allclose(w[1], torch.full((3,), 1 / 3))  # equal costs: equal weights

@@ -82,6 +82,13 @@ class SEVPOConfig(AlgorithmConfig):
     safe_loss_weight: float = 1.0  # b_1 (3 on easy tasks)
     unsafe_loss_weight: float = 3.0  # b_2 (1 on easy tasks)
     unsafe_actions: str = "policy"  # policy: a ~ pi_theta (paper) | dataset: dataset actions (FISOR)
+    # How eq. 14 weighs the policy's own actions. batch (paper): one sample per unsafe state, weight
+    # clip(exp(-mu_2 A_c_hat), 0, 150), compared across the batch's states. per_state: `unsafe_samples`
+    # samples per unsafe state, weights softmax(-mu_2 Qc_hat) over that state's samples (Vc_hat(s)
+    # cancels), so each unsafe state counts once and only the ranking of ITS candidates by the
+    # conservative cost moves the actor (a sampled policy-improvement step, not self-imitation).
+    unsafe_weighting: str = "batch"
+    unsafe_samples: int = 4  # per_state only
     trust_region: bool = True  # eq. 15 after K_trust steps (False = eq. 14 throughout, Table 2)
     trust_start: float = 0.5  # K_trust as a fraction of the training steps
     lag_refresh: int = 5  # k: the lagged actor copy z' is refreshed every k steps
@@ -167,6 +174,13 @@ def unsafe_region_weights(cost_advantage, safe, cfg: SEVPOConfig):
     return torch.exp(-cfg.mu_unsafe * cost_advantage).clamp(max=cfg.max_unsafe_weight) * (1.0 - safe)
 
 
+def per_state_unsafe_weights(cost_q: torch.Tensor, safe: torch.Tensor, mu_unsafe: float) -> torch.Tensor:
+    """Eq. 14 with `unsafe_weighting=per_state`: cost_q (U, K) = Qc_hat of K policy samples per state,
+    safe (U,) 0/1. Weights softmax(-mu_2 Qc_hat) over each state's samples (the lower the conservative
+    cost, the larger), summing to 1 in every unsafe state and 0 in safe ones."""
+    return torch.softmax(-mu_unsafe * cost_q, dim=1) * (1.0 - safe)[:, None]
+
+
 def actor_weights(advantage, cost_advantage, safe, admissible, cfg: SEVPOConfig):
     """Both per-row weights of eq. 13-14 on the same rows: (w_safe, w_unsafe)."""
     return safe_region_weights(advantage, safe, admissible, cfg), unsafe_region_weights(cost_advantage, safe, cfg)
@@ -182,14 +196,16 @@ def running_std(values: torch.Tensor, previous: torch.Tensor, step: int, rate: f
 def check_config(cfg: SEVPOConfig) -> None:
     choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"), "select": ("sevpo", "minqc", "admissible", "filtered", "actor"),
                "objective_penalty": ("shifted", "paper"),
-               "advantage_normalization": ("none", "std")}
+               "advantage_normalization": ("none", "std"), "unsafe_weighting": ("batch", "per_state")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"algo.{key}={getattr(cfg, key)!r} is not one of {allowed}")
     if not 0.0 < cfg.cost_expectile < 1.0 or not 0.0 < cfg.objective_expectile < 1.0:
         raise ConfigError("expectiles must lie in (0, 1)")
-    if cfg.lag_refresh < 1 or cfg.num_candidates < 1:
-        raise ConfigError("algo.lag_refresh and algo.num_candidates must be >= 1")
+    if cfg.lag_refresh < 1 or cfg.num_candidates < 1 or cfg.unsafe_samples < 1:
+        raise ConfigError("algo.lag_refresh, algo.num_candidates and algo.unsafe_samples must be >= 1")
+    if cfg.unsafe_weighting == "per_state" and cfg.unsafe_actions != "policy":
+        raise ConfigError("algo.unsafe_weighting=per_state ranks the policy's own samples: it needs algo.unsafe_actions=policy")
 
 
 # ------------------------------------------------------------------------- the algorithm
@@ -441,18 +457,23 @@ class SEVPO(OfflineAlgorithm):
             # reverse process and the loss run on those rows alone (the gradient is the same: every
             # other row has weight 0); on a GPU the whole batch is kept, as a gather would sync.
             rows = (safe == 0).nonzero().squeeze(1) if obs.device.type == "cpu" else torch.arange(b, device=obs.device)
-            unsafe_obs = obs[rows]
+            unsafe_obs, k = obs[rows], (cfg.unsafe_samples if cfg.unsafe_weighting == "per_state" else 1)
             # Eq. 14: in the unsafe region, actions of the current policy (no behaviour regularisation)
             # scored by the conservative cost advantage A_c_hat = Qc_hat(s, a) - Vc_hat(s).
             if cfg.unsafe_actions == "policy":
-                unsafe_actions = self.actor.sample(unsafe_obs, self.generator)[:, 0]
+                unsafe_actions = self.actor.sample(unsafe_obs, self.generator, k).reshape(-1, self.act_dim)
             else:
                 unsafe_actions = actions[rows]
-            cost_advantage = self.conservative_q(unsafe_obs, unsafe_actions) - cost_value[rows]
-            if cfg.advantage_normalization == "std" and cost_advantage.numel() > 1:
-                self.cost_advantage_scale = running_std(cost_advantage, self.cost_advantage_scale, step)
-                cost_advantage = cost_advantage / self.cost_advantage_scale
-            w_unsafe = unsafe_region_weights(cost_advantage, safe[rows], cfg)
+            unsafe_obs = unsafe_obs.repeat_interleave(k, dim=0) if k > 1 else unsafe_obs
+            cost_q = self.conservative_q(unsafe_obs, unsafe_actions)
+            if cfg.unsafe_weighting == "per_state":
+                w_unsafe = per_state_unsafe_weights(cost_q.view(-1, k), safe[rows], cfg.mu_unsafe).flatten()
+            else:
+                cost_advantage = cost_q - cost_value[rows]
+                if cfg.advantage_normalization == "std" and cost_advantage.numel() > 1:
+                    self.cost_advantage_scale = running_std(cost_advantage, self.cost_advantage_scale, step)
+                    cost_advantage = cost_advantage / self.cost_advantage_scale
+                w_unsafe = unsafe_region_weights(cost_advantage, safe[rows], cfg)
 
         # One forward pass for both halves: dataset actions (safe loss) and unsafe-region actions.
         noisy, t, eps = self.actor.add_noise(torch.cat([actions, unsafe_actions]), self.generator)
@@ -475,7 +496,7 @@ class SEVPO(OfflineAlgorithm):
         if (step + 1) % cfg.lag_refresh == 0:  # z' <- z_theta every k steps
             hard_update(self.actor_lag, self.actor)
 
-        unsafe_count = (1.0 - safe).sum().clamp_min(1.0)
+        unsafe_count = (1.0 - safe).sum().clamp_min(1.0)  # per_state: weights sum to 1 per state
         return {
             "loss_actor": loss.detach(),
             "loss_actor_safe": safe_loss.detach(),
