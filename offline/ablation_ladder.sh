@@ -14,6 +14,9 @@ SEED=${SEED:-0}
 EPISODES=${EPISODES:-100}
 EXTRA=${EXTRA:-}
 TAG=${TAG:-}
+# The ladder climbs to the PAPER's SEVPO (Table 8: b1 = 1, b2 = 3, argmax-f acting), whatever the
+# task's defaults are; EXTRA comes after these, so it can change them.
+PAPER="algo.safe_loss_weight=1 algo.unsafe_loss_weight=3 algo.select=sevpo"
 declare -A RUNGS=(
   [0_bc]="algo.region_masks=false algo.mu_safe=0 algo.unsafe_loss_weight=0"
   [1_masks]="algo.mu_safe=0 algo.unsafe_loss_weight=0"
@@ -28,7 +31,7 @@ for rung in "${names[@]}"; do
   run="runs/ladder/$stem/${rung}${TAG}/seed$SEED"
   # shellcheck disable=SC2086
   python offline/train.py algo=sevpo env=reach_avoid "dataset=$DATA" seed="$SEED" steps="$STEPS" threads=1 \
-    progress=false eval.episodes="$EPISODES" "hydra.run.dir=$run" ${RUNGS[$rung]} $EXTRA
+    progress=false eval.episodes="$EPISODES" "hydra.run.dir=$run" $PAPER ${RUNGS[$rung]} $EXTRA
   [ -f "$run/diagnose.json" ] || python offline/diagnose.py "$run" --starts paper random_feasible hazard \
     --episodes "$EPISODES" --json "$run/diagnose.json"
 done
