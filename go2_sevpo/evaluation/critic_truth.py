@@ -71,11 +71,13 @@ def _rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((ra * rb).sum(1) / denom).mean())
 
 
-def _errors(name: str, learned: torch.Tensor, true: torch.Tensor, true_se: torch.Tensor) -> dict[str, float]:
+def _errors(name: str, learned: torch.Tensor, true: torch.Tensor, true_se: torch.Tensor,
+            higher_is_better: bool = True) -> dict[str, float]:
     err = learned - true
     within_true, within_err = _within_state(true), _within_state(err)
-    best_true = true.max(1).values
-    picked = true.gather(1, learned.argmax(1, keepdim=True)).squeeze(1)
+    sign = 1.0 if higher_is_better else -1.0  # costs: the best action is the one with the LEAST cost
+    best_true = sign * (sign * true).max(1).values
+    picked = true.gather(1, (sign * learned).argmax(1, keepdim=True)).squeeze(1)
     return {
         f"{name}_true_mean": float(true.mean()),
         f"{name}_rmse": float(err.pow(2).mean().sqrt()),
@@ -85,7 +87,7 @@ def _errors(name: str, learned: torch.Tensor, true: torch.Tensor, true_se: torch
         f"{name}_within_state_error": float(within_err.std()),
         f"{name}_rank_correlation": _rank_correlation(learned, true),
         # the true value lost by taking the critic's favourite probed action instead of the best one
-        f"{name}_argmax_regret": float((best_true - picked).mean()),
+        f"{name}_argmax_regret": float((sign * (best_true - picked)).mean()),
         f"{name}_monte_carlo_se": float(true_se.mean()),
     }
 
@@ -122,7 +124,7 @@ def critic_truth(algo, normalizer, dataset, cfg: CriticTruthConfig) -> dict[str,
                                            algo.cfg.objective_penalty).view(s, a)
     out: dict[str, Any] = {"states": s, "actions_per_state": a, "rollouts": cfg.rollouts}
     out.update(_errors("qr", qr.view(s, a), true_r, se(ret)))
-    out.update(_errors("qc", qc.view(s, a), true_c, se(cost)))
+    out.update(_errors("qc", qc.view(s, a), true_c, se(cost), higher_is_better=False))
     out.update(_errors("objective", objective, true_objective, se(ret)))
 
     # The actor's weights are exp(mu_1 A) with A = f(s, a_data) - Vf(s) on dataset actions.
