@@ -14,9 +14,9 @@ SEED=${SEED:-0}
 EPISODES=${EPISODES:-100}
 EXTRA=${EXTRA:-}
 TAG=${TAG:-}
-# The ladder climbs to the PAPER's SEVPO (Table 8: b1 = 1, b2 = 3, argmax-f acting), whatever the
-# task's defaults are; EXTRA comes after these, so it can change them.
-PAPER="algo.safe_loss_weight=1 algo.unsafe_loss_weight=3 algo.select=sevpo"
+# The ladder climbs to the PAPER's SEVPO (Table 8: b1 = 1, b2 = 3, eq. 14 weighted across the batch,
+# argmax-f acting), whatever the defaults are; EXTRA comes after these, so it can change them.
+PAPER="algo.safe_loss_weight=1 algo.unsafe_loss_weight=3 algo.unsafe_weighting=batch algo.select=sevpo"
 declare -A RUNGS=(
   [0_bc]="algo.region_masks=false algo.mu_safe=0 algo.unsafe_loss_weight=0"
   [1_masks]="algo.mu_safe=0 algo.unsafe_loss_weight=0"

@@ -83,23 +83,25 @@ class SEVPOConfig(AlgorithmConfig):
     unsafe_loss_weight: float = 3.0  # b_2 (1 on easy tasks)
     unsafe_actions: str = "policy"  # policy: a ~ pi_theta (paper) | dataset: dataset actions (FISOR)
     # How eq. 14 weighs the policy's own actions. batch (paper): one sample per unsafe state, weight
-    # clip(exp(-mu_2 A_c_hat), 0, 150), compared across the batch's states. per_state: `unsafe_samples`
-    # samples per unsafe state, weights softmax(-mu_2 Qc_hat) over that state's samples (Vc_hat(s)
-    # cancels), so each unsafe state counts once and only the ranking of ITS candidates by the
-    # conservative cost moves the actor (a sampled policy-improvement step, not self-imitation).
-    unsafe_weighting: str = "batch"
+    # clip(exp(-mu_2 A_c_hat), 0, 150), compared across the batch's states. per_state (default, from
+    # the ablation ladder in docs/SEVPO.md): `unsafe_samples` samples per unsafe state, weights
+    # softmax(-mu_2 Qc_hat) over that state's samples (Vc_hat(s) cancels), so each unsafe state counts
+    # once and only the ranking of ITS candidates by the conservative cost moves the actor (a sampled
+    # policy-improvement step, not self-imitation of whatever the actor already does there).
+    unsafe_weighting: str = "per_state"
     unsafe_samples: int = 4  # per_state only
     trust_region: bool = True  # eq. 15 after K_trust steps (False = eq. 14 throughout, Table 2)
     trust_start: float = 0.5  # K_trust as a fraction of the training steps
     lag_refresh: int = 5  # k: the lagged actor copy z' is refreshed every k steps
     # ---- acting
     num_candidates: int = 16  # N actions sampled per state
-    # sevpo: the rule of `select_action_index` (argmax f among admissible candidates in the safe region)
-    # | minqc: argmin Qc_hat (FISOR) | admissible: in the safe region the first admissible candidate
-    # (a draw from the actor restricted to Qc_hat <= l), else argmin Qc_hat | filtered: in the safe
-    # region the first candidate with Qc_hat <= l and Qc <= delta (both cost tests passed, so f = Qr),
-    # else the sevpo rule | actor: the first EMA-actor sample, no critic (separates actor from rule)
-    select: str = "sevpo"
+    # sevpo (paper): the rule of `select_action_index` (argmax f among admissible candidates in the
+    # safe region) | filtered (default, from the ablation ladder): in the safe region the first
+    # candidate with Qc_hat <= l and Qc <= delta (both cost tests passed, so f = Qr), else the sevpo
+    # rule: no argmax over the reward critic, whose errors an argmax amplifies | minqc: argmin Qc_hat
+    # (FISOR) | admissible: in the safe region the first candidate with Qc_hat <= l, else argmin
+    # Qc_hat | actor: the first EMA-actor sample, no critic (separates the actor from the rule)
+    select: str = "filtered"
 
 
 # Fields whose values change what stage 1 computes: the cache key (with the dataset's fingerprint).
