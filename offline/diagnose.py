@@ -1,6 +1,6 @@
-"""Separate a SEVPO run's actor from its acting rule: re-evaluate the last checkpoint with the rule
-it was trained with, with FISOR's argmin-Qc_hat rule, and with the EMA actor alone (one sample, no
-critic), same episodes and seed for each, from one or several start modes.
+"""Separate a SEVPO or FISOR run's actor from its acting rule: re-evaluate the last checkpoint with
+each acting rule the algorithm has (SEVPO: sevpo, minqc, admissible, filtered, actor; FISOR: minqh,
+feasible, actor), same episodes and seed for each, from one or several start modes.
 
     python offline/diagnose.py runs/reach_avoid/sevpo/high/seed0 [--starts paper hazard] [--episodes 100]
     python offline/diagnose.py RUN --starts paper random_feasible hazard --json RUN/diagnose.json
@@ -20,12 +20,19 @@ from go2_sevpo.utils.errors import ConfigError
 from go2_sevpo.evaluation.evaluator import EvalConfig, LearnedPolicy, evaluate
 from go2_sevpo.training.trainer import load_run
 
-RULES = {  # name: the SEVPOConfig `select` used when acting
-    "sevpo": "argmax f among admissible, else argmin Qc_hat",
-    "minqc": "argmin Qc_hat (FISOR)",
-    "admissible": "first admissible candidate in the safe region, else argmin Qc_hat",
-    "filtered": "first candidate with Qc_hat <= l and Qc <= delta in the safe region, else the sevpo rule",
-    "actor": "actor alone (one sample, no critic)",
+RULES = {  # algorithm: {the config's `select` value: what it does}
+    "sevpo": {
+        "sevpo": "argmax f among admissible, else argmin Qc_hat (the paper)",
+        "minqc": "argmin Qc_hat (FISOR's rule)",
+        "admissible": "first admissible candidate in the safe region, else argmin Qc_hat",
+        "filtered": "first candidate with Qc_hat <= l and Qc <= delta in the safe region, else the sevpo rule",
+        "actor": "actor alone (one sample, no critic)",
+    },
+    "fisor": {
+        "minqh": "argmin Qh (FISOR)",
+        "feasible": "first candidate with Qh <= 0 in the feasible region, else argmin Qh",
+        "actor": "actor alone (one sample, no critic)",
+    },
 }
 
 
@@ -34,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a SEVPO run directory")
     parser.add_argument("--starts", nargs="+", default=[""], help="start modes; default: the task's evaluation start")
-    parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
+    parser.add_argument("--rules", nargs="+", default=None, help="default: every rule of the run's algorithm")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -42,14 +49,19 @@ def main() -> None:
                         "(start, rule) pairs already in it are kept)")
     args = parser.parse_args()
     algo, normalizer, payload = load_run(args.run, args.device)
-    if payload["algo_config"].get("name") != "sevpo":
-        raise ConfigError(f"{args.run}: a {payload['algo_config'].get('name')} run; this compares SEVPO's acting rules")
+    name = payload["algo_config"].get("name")
+    if name not in RULES:
+        raise ConfigError(f"{args.run}: a {name} run; acting rules can be compared for {sorted(RULES)}")
+    rules = args.rules or list(RULES[name])
+    unknown = [r for r in rules if r not in RULES[name]]
+    if unknown:
+        raise ConfigError(f"unknown rule(s) {unknown} for {name}; choose from {list(RULES[name])}")
     trained = algo.cfg.select
     print(f"{args.run} (step {payload['step']}, trained rule {trained}), {args.episodes} episodes, seed {args.seed}:")
     records = []
     for start in args.starts:
         cfg = EvalConfig(episodes=args.episodes, start=start, seed=args.seed)
-        for rule in args.rules:
+        for rule in rules:
             algo.cfg.select = rule
             m = evaluate(LearnedPolicy(algo, normalizer, args.seed, algo.device), payload["env"], payload["env_config"],
                          cfg, algo.device)

@@ -4,6 +4,7 @@
     reversed_expectile_loss   the low expectile of a cost critic (SEVPO eq. 6, FISOR's Vh)
     hj_cost / hj_target       FISOR's Hamilton-Jacobi feasibility transform and Bellman target
     implicit_value_step       one IQL-style (V, then Q from V(s')) step: SEVPO stage 1, FISOR's critics
+    first_admissible_index    acting: the first of N candidates that passes the cost tests
     discounted_cost_budget    an episode cost limit in discounted per-state units (CPQ, COptiDICE)
     trajectory_sums, safe_trajectory_rows, initial_rows   per-trajectory views of a dataset
 """
@@ -75,6 +76,20 @@ def implicit_value_step(critic, critic_target, value, critic_optimizer, value_op
     critic_optimizer.step()
     soft_update(critic_target, critic, tau)
     return {"value_loss": v_loss.detach(), "critic_loss": q_loss.detach(), "value": v.detach(), "q": q.detach()}
+
+
+def first_admissible_index(qc_hat: torch.Tensor, safe: torch.Tensor, threshold: float,
+                           passed: torch.Tensor | None = None, fallback: torch.Tensor | None = None) -> torch.Tensor:
+    """Acting rules (SEVPO `admissible` / `filtered`, FISOR `feasible`) over N i.i.d. candidates (B, N): in the safe region the
+    first candidate that passes the cost tests (Qc_hat <= l, and `passed` when given), i.e. one draw
+    from the actor's distribution restricted to those actions. No argmax over the reward critic, so
+    its errors are not amplified (an argmax over N noisy estimates picks the largest error). Where no
+    candidate passes, or outside the safe region: `fallback` indices, by default argmin Qc_hat."""
+    ok = qc_hat <= threshold
+    if passed is not None:
+        ok = ok & passed
+    first = ok.float().argmax(1)  # index of the first True (0 when there is none)
+    return torch.where(safe & ok.any(1), first, qc_hat.argmin(1) if fallback is None else fallback)
 
 
 def cosine_factor(total_steps: int):

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, PretrainContext
-from go2_sevpo.algorithms.common import (cosine_factor, expectile_loss, hj_target, implicit_value_step,
-                                         reversed_expectile_loss)
+from go2_sevpo.algorithms.common import (cosine_factor, expectile_loss, first_admissible_index, hj_target,
+                                         implicit_value_step, reversed_expectile_loss)
 from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
 from go2_sevpo.networks import CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, soft_update, adam
 from go2_sevpo.utils.errors import ConfigError
@@ -60,7 +60,11 @@ class FISORConfig(AlgorithmConfig):
     max_cost_weight: float = 150.0
     min_cost_weight: float = 0.0  # spec: clip at 0 (FISOR's released code clips at 1)
     # ---- acting
-    num_candidates: int = 16  # actions sampled per state; the one with the smallest Qh is taken
+    num_candidates: int = 16  # actions sampled per state
+    # minqh (FISOR): the candidate with the smallest Qh | feasible: in the feasible region the first
+    # candidate with Qh <= 0 (a draw from the actor restricted to feasible actions), else the smallest
+    # Qh (SEVPO's `admissible` rule on FISOR's critic) | actor: one EMA-actor sample, no critic
+    select: str = "minqh"
 
 
 def fisor_actor_weights(q: torch.Tensor, v: torch.Tensor, qh: torch.Tensor, vh: torch.Tensor,
@@ -93,6 +97,8 @@ class FISOR(OfflineAlgorithm):
             raise ConfigError("algo.feasibility_expectile and algo.reward_expectile must lie in (0, 1)")
         if cfg.num_candidates < 1:
             raise ConfigError("algo.num_candidates must be >= 1")
+        if cfg.select not in ("minqh", "feasible", "actor"):
+            raise ConfigError(f"algo.select={cfg.select!r} is not one of ('minqh', 'feasible', 'actor')")
         dev = self.device
         self.feasibility_critic = CriticEnsemble(obs_dim, act_dim, cfg.critic_hidden, cfg.num_critics).to(dev)  # Qh
         self.feasibility_critic_target = copy.deepcopy(self.feasibility_critic).requires_grad_(False)
@@ -196,10 +202,16 @@ class FISOR(OfflineAlgorithm):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         b, n = obs.shape[0], self.cfg.num_candidates
+        if self.cfg.select == "actor":
+            return self.actor_ema.sample(obs, generator)[:, 0]
         candidates = self.actor_ema.sample(obs, generator, n)  # (B, N, A) in one call
         qh = self.feasibility_q(obs.repeat_interleave(n, dim=0), candidates.reshape(b * n, self.act_dim),
                                 target=True).view(b, n)
-        return candidates[torch.arange(b, device=obs.device), qh.argmin(1)]
+        if self.cfg.select == "feasible":
+            index = first_admissible_index(qh, self.safe_set(obs), 0.0)
+        else:
+            index = qh.argmin(1)
+        return candidates[torch.arange(b, device=obs.device), index]
 
     # ----------------------------------------------------------------- state
     _MODULES = ("feasibility_critic", "feasibility_critic_target", "feasibility_value", "reward_critic",

@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, PretrainContext
 # Shared with FISOR (and re-exported here for SEVPO's own tests): one implementation of each formula.
-from go2_sevpo.algorithms.common import (cosine_factor, expectile_loss, hj_target, implicit_value_step,
-                                         reversed_expectile_loss)
+from go2_sevpo.algorithms.common import (cosine_factor, expectile_loss, first_admissible_index, hj_target,
+                                         implicit_value_step, reversed_expectile_loss)
 from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
 from go2_sevpo.networks import CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, hard_update, soft_update, adam
 from go2_sevpo.training.checkpoint import atomic_save, load_file
@@ -134,20 +134,6 @@ def select_action_index(qc_hat: torch.Tensor, objective: torch.Tensor, safe: tor
     least_cost = qc_hat.argmin(1)
     use_objective = safe & admissible.any(1)
     return torch.where(use_objective, best_objective, least_cost)
-
-
-def first_admissible_index(qc_hat: torch.Tensor, safe: torch.Tensor, threshold: float,
-                           passed: torch.Tensor | None = None, fallback: torch.Tensor | None = None) -> torch.Tensor:
-    """Acting rules `admissible` and `filtered` over N i.i.d. candidates (B, N): in the safe region the
-    first candidate that passes the cost tests (Qc_hat <= l, and `passed` when given), i.e. one draw
-    from the actor's distribution restricted to those actions. No argmax over the reward critic, so
-    its errors are not amplified (an argmax over N noisy estimates picks the largest error). Where no
-    candidate passes, or outside the safe region: `fallback` indices, by default argmin Qc_hat."""
-    ok = qc_hat <= threshold
-    if passed is not None:
-        ok = ok & passed
-    first = ok.float().argmax(1)  # index of the first True (0 when there is none)
-    return torch.where(safe & ok.any(1), first, qc_hat.argmin(1) if fallback is None else fallback)
 
 
 def cost_critic_target(costs: torch.Tensor, next_value: torch.Tensor, mask: torch.Tensor, cfg: SEVPOConfig) -> torch.Tensor:
