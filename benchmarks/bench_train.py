@@ -8,8 +8,8 @@ Configs are composed exactly as `offline/train.py` composes them (configs/algo/<
 reach_avoid specialisation). Data: `--dataset` (default data/reach_avoid/low.h5 when it exists, else
 a synthetic reach-avoid-shaped dataset). SEVPO's stage 2 gathers the rows outside the safe region
 before its unsafe-region loss, so its step cost depends on the learned region: it first trains
-`--stage1-steps` of stage 1 on the data and prints the safe fraction it reached. Each figure is the best of `--repeats`
-timed windows after warm-up, because the machine may be shared: measure on an idle core, and
+`--stage1-steps` of stage 1 on the data and prints the safe fraction it reached. Each figure is the
+best of `--repeats` timed windows after warm-up, because the machine may be shared: measure on an idle core, and
 interleave before/after runs when comparing changes.
 
 Columns: `steps/s` of the whole `update` (SEVPO: stage 2), SEVPO's stage-1 steps/s, and for the
@@ -33,6 +33,7 @@ from go2_sevpo.algorithms.base import PretrainContext
 from go2_sevpo.config import CONFIG_DIR, register_configs, register_schema
 from go2_sevpo.data.format import OfflineDataset, load_dataset
 from go2_sevpo.data.sampler import DeviceSampler
+from go2_sevpo.networks import adam
 from go2_sevpo.training.trainer import TrainConfig, build_algorithm
 
 DEFAULT_DATA = "data/reach_avoid/low.h5"
@@ -100,10 +101,9 @@ def bench(name: str, data: OfflineDataset, device: torch.device, steps: int, rep
     out = {"steps/s": rate(lambda i: algo.update(sampler, i), device, steps, repeats)}
     if stage1:
         out["safe frac"] = algo.safe_set(sampler.all().observations).float().mean().item()
-    if stage1:
         gen = torch.Generator(device=device).manual_seed(0)
-        opts = (torch.optim.Adam(algo.conservative_cost_critic.parameters(), lr=3e-4, fused=True),
-                torch.optim.Adam(algo.conservative_cost_value.parameters(), lr=3e-4, fused=True))
+        opts = (adam(algo.conservative_cost_critic.parameters(), lr=cfg.critic_lr),
+                adam(algo.conservative_cost_value.parameters(), lr=cfg.critic_lr))
         out["stage1/s"] = rate(lambda i: algo._stage1_step(sampler.sample(cfg.critic_batch_size, gen), opts),
                                device, 4 * steps, repeats)
     if hasattr(algo, "actor_ema") and hasattr(algo.actor_ema, "sample"):  # the diffusion algorithms

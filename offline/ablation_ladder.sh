@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SEVPO's ablation ladder (issue: what breaks goal-reaching), from plain diffusion BC to full SEVPO,
 # one component at a time, same data, seed and step budget. Each rung is trained once and then
-# evaluated with the three acting rules (sevpo / minqc / actor alone) from three starts.
+# evaluated with every SEVPO acting rule (offline/diagnose.py) from three starts.
 #   DATA=data/reach_avoid/low.h5 STEPS=10000 SEED=0 bash offline/ablation_ladder.sh [rung ...]
 # Extra settings for every rung: EXTRA="algo.x=y ..." (e.g. to ladder a fix). Results:
 # runs/ladder/<data>/<rung>/seed<k>/diagnose.json; offline/ladder_table.py collects them.

@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 QUALITIES=${QUALITIES:-low}
 SEEDS=${SEEDS:-0}
-# Torch threads per training: 2 (both cores) for the default single run; use 1 and run trainings side
-# by side when there are several (matmuls of a few hundred rows scale well past one core only so far).
+# Torch threads per training: 2 (both cores) for the default single run (stage 2 measured at 29.9
+# steps/s with two threads, 18.3 with one: docs/TRAINING_SPEED.md); with several QUALITIES or SEEDS,
+# THREADS=1 and two trainings side by side is the usual choice.
 THREADS=${THREADS:-2}
 
 if [ ! -f data/reach_avoid/high.h5 ] || [ ! -f data/reach_avoid/medium.h5 ] || [ ! -f data/reach_avoid/low.h5 ]; then

@@ -80,8 +80,8 @@ def implicit_value_step(critic, critic_target, value, critic_optimizer, value_op
 
 def first_admissible_index(qc_hat: torch.Tensor, safe: torch.Tensor, threshold: float,
                            passed: torch.Tensor | None = None, fallback: torch.Tensor | None = None) -> torch.Tensor:
-    """Acting rules (SEVPO `admissible` / `filtered`, FISOR `feasible`) over N i.i.d. candidates (B, N): in the safe region the
-    first candidate that passes the cost tests (Qc_hat <= l, and `passed` when given), i.e. one draw
+    """Acting rules (SEVPO `admissible` / `filtered`, FISOR `feasible`) over N i.i.d. candidates
+    (B, N): in the safe region the first candidate that passes the cost tests (Qc_hat <= l, and `passed` when given), i.e. one draw
     from the actor's distribution restricted to those actions. No argmax over the reward critic, so
     its errors are not amplified (an argmax over N noisy estimates picks the largest error). Where no
     candidate passes, or outside the safe region: `fallback` indices, by default argmin Qc_hat."""

@@ -182,8 +182,8 @@ def running_std(values: torch.Tensor, previous: torch.Tensor, step: int, rate: f
 
 
 def check_config(cfg: SEVPOConfig) -> None:
-    choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"), "select": ("sevpo", "minqc", "admissible", "filtered", "actor"),
-               "objective_penalty": ("shifted", "paper"),
+    choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"),
+               "select": ("sevpo", "minqc", "admissible", "filtered", "actor"), "objective_penalty": ("shifted", "paper"),
                "advantage_normalization": ("none", "std"), "unsafe_weighting": ("batch", "per_state")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
