@@ -52,10 +52,14 @@ def test_update_before_stage1_is_refused(dataset):
         algo.update(sampler, 0)
 
 
-def test_trust_region_switch_at_k_trust(dataset):
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_trust_region_switch_at_k_trust(dataset, dropout):
     # Everything is "unsafe" (l < 0), and with k = 1 the lag copy equals the actor at every step, so
-    # eq. 15's loss is exactly 0 from K_trust on, while eq. 14's loss before it is not.
-    algo, sampler = make(dataset, total_steps=8, trust_start=0.5, lag_refresh=1, region_threshold=-1.0)
+    # eq. 15's loss is exactly 0 from K_trust on, while eq. 14's loss before it is not. With dropout
+    # the online actor must be compared without it, like z' (else the loss is the dropout noise and
+    # the actor diverges, docs/SEVPO.md).
+    algo, sampler = make(dataset, total_steps=8, trust_start=0.5, lag_refresh=1, region_threshold=-1.0,
+                         actor={"dropout": dropout})
     algo.stage1_done = True
     phases, unsafe_losses = [], []
     for step in range(8):

@@ -27,7 +27,8 @@ from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, Pretrai
 from go2_sevpo.algorithms.common import (cosine_factor, expectile_loss, first_admissible_index, hj_target,
                                          implicit_value_step, reversed_expectile_loss)
 from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
-from go2_sevpo.networks import CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, hard_update, soft_update, adam
+from go2_sevpo.networks import (CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, adam, dropout_off,
+                                hard_update, soft_update)
 from go2_sevpo.training.checkpoint import atomic_save, load_file
 from go2_sevpo.utils.errors import CacheError, CheckpointError, ConfigError
 
@@ -463,17 +464,24 @@ class SEVPO(OfflineAlgorithm):
                     cost_advantage = cost_advantage / self.cost_advantage_scale
                 w_unsafe = unsafe_region_weights(cost_advantage, safe[rows], cfg)
 
-        # One forward pass for both halves: dataset actions (safe loss) and unsafe-region actions.
         noisy, t, eps = self.actor.add_noise(torch.cat([actions, unsafe_actions]), self.generator)
-        eps_pred = self.actor(noisy, torch.cat([obs, unsafe_obs]), t)
-        safe_loss = (w_safe * (eps_pred[:b] - eps[:b]).pow(2).sum(-1)).mean()  # eq. 13
         trust_phase = cfg.trust_region and step >= self.trust_start_step
-        if trust_phase:  # eq. 15: stay near z', the actor of a few steps ago
+        if trust_phase:
+            eps_pred = self.actor(noisy[:b], obs, t[:b])
+            # Eq. 15: stay near z', the actor of a few steps ago. z_theta and z' are compared as the same
+            # function, both without dropout: with dropout on z_theta only, every refresh of z' asks the
+            # training-mode network to match its own dropout-free output, a fixed-point iteration that
+            # does not contract (measured: the actor's loss went from 0.2 to 1e8 within 1,500 steps of
+            # K_trust, docs/SEVPO.md).
+            with dropout_off(self.actor):
+                eps_unsafe = self.actor(noisy[b:], unsafe_obs, t[b:])
             with torch.no_grad():
                 eps_lag = self.actor_lag(noisy[b:], unsafe_obs, t[b:])
-            unsafe_err = (eps_pred[b:] - eps_lag).pow(2).sum(-1)
-        else:  # eq. 14 as a weighted denoising loss on the policy's own actions
+            unsafe_err = (eps_unsafe - eps_lag).pow(2).sum(-1)
+        else:  # eq. 14 as a weighted denoising loss on the policy's own actions; one forward for both halves
+            eps_pred = self.actor(noisy, torch.cat([obs, unsafe_obs]), t)
             unsafe_err = (eps_pred[b:] - eps[b:]).pow(2).sum(-1)
+        safe_loss = (w_safe * (eps_pred[:b] - eps[:b]).pow(2).sum(-1)).mean()  # eq. 13
         unsafe_loss = (w_unsafe * unsafe_err).sum() / b  # a mean over the whole batch, as eq. 14 writes it
         loss = cfg.safe_loss_weight * safe_loss + cfg.unsafe_loss_weight * unsafe_loss  # eq. 16
         self.actor_optimizer.zero_grad(set_to_none=True)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from go2_sevpo.networks.mlp import dropout_off
+
 
 @dataclass
 class DiffusionConfig:
@@ -161,17 +163,15 @@ class DiffusionActor(nn.Module):
     def sample(self, obs: torch.Tensor, generator: torch.Generator, num_samples: int = 1) -> torch.Tensor:
         """DDPM reverse process from pure noise. obs (B, obs_dim) -> actions (B, num_samples, act_dim),
         all B * num_samples chains in one batch. Dropout is off while sampling."""
-        was_training = self.training
-        self.eval()
         b = obs.shape[0]
         obs = obs.repeat_interleave(num_samples, dim=0) if num_samples > 1 else obs
         x = torch.randn((b * num_samples, self.act_dim), generator=generator, device=obs.device)
-        for t in reversed(range(self.cfg.steps)):
-            scale, eps_scale, noise_scale = self._reverse[t]
-            x = (x - eps_scale * self.noise_net(x, obs, t)) * scale
-            if t > 0:
-                x = x + noise_scale * torch.randn(x.shape, generator=generator, device=obs.device)
-            if self.cfg.clip_actions:
-                x = x.clamp_(-1.0, 1.0)
-        self.train(was_training)
+        with dropout_off(self):
+            for t in reversed(range(self.cfg.steps)):
+                scale, eps_scale, noise_scale = self._reverse[t]
+                x = (x - eps_scale * self.noise_net(x, obs, t)) * scale
+                if t > 0:
+                    x = x + noise_scale * torch.randn(x.shape, generator=generator, device=obs.device)
+                if self.cfg.clip_actions:
+                    x = x.clamp_(-1.0, 1.0)
         return x.view(b, num_samples, self.act_dim)

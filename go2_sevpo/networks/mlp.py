@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Sequence
 
 import torch
@@ -69,6 +70,18 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     t_params = list(target.parameters())
     s_params = list(source.parameters())
     torch._foreach_lerp_(t_params, s_params, tau)
+
+
+@contextmanager
+def dropout_off(module: nn.Module):
+    """Evaluate `module` in eval mode (no dropout) inside the block, then restore its mode. Autograd
+    still runs: the SEVPO trust region (eq. 15) differentiates the online actor this way."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 @torch.no_grad()
