@@ -15,8 +15,13 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFou
 def one_line_errors(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from go2_sevpo.utils.jobs import PREEMPTED_EXIT, Preempted
+
         try:
             return fn(*args, **kwargs)
+        except Preempted as e:  # a graceful stop after a checkpoint: a scheduler may requeue on this status
+            print(f"stopped: {e}", file=sys.stderr)
+            sys.exit(PREEMPTED_EXIT)
         except USER_ERRORS as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
             print(f"error: {str(msg).splitlines()[0] if str(msg) else type(e).__name__}", file=sys.stderr)

@@ -51,6 +51,9 @@ class PretrainContext:
     # its steps) so that the same command resumes it after a kill; "" = no progress checkpoints.
     progress_path: str = ""
     save_interval: int = 1000
+    # True once SIGTERM / SIGINT asked the job to stop: a long stage saves its progress and raises
+    # go2_sevpo.utils.jobs.Preempted (the trainer's graceful stop).
+    stop_requested: Callable[[], bool] = lambda: False
 
 
 class OfflineAlgorithm(ABC):

@@ -31,6 +31,7 @@ from go2_sevpo.networks import (CriticEnsemble, DiffusionActor, DiffusionConfig,
                                 hard_update, soft_update)
 from go2_sevpo.training.checkpoint import atomic_save, load_file
 from go2_sevpo.utils.errors import CacheError, CheckpointError, ConfigError
+from go2_sevpo.utils.jobs import Preempted
 
 
 @dataclass
@@ -296,8 +297,13 @@ class SEVPO(OfflineAlgorithm):
                 n = (step % context.log_interval) + 1
                 context.log("stage1", {k: v / n for k, v in sums.items()}, step + 1)
                 sums = {}
-            if context.progress_path and (step + 1) % context.save_interval == 0 and step + 1 < cfg.stage1_steps:
+            stop = context.stop_requested() and step + 1 < cfg.stage1_steps
+            if context.progress_path and step + 1 < cfg.stage1_steps and ((step + 1) % context.save_interval == 0 or stop):
                 atomic_save(self._stage1_progress(context, optimizers, generator, step + 1), context.progress_path)
+            if stop:
+                where = f"progress saved ({context.progress_path})" if context.progress_path else "no progress file"
+                raise Preempted(f"stopped by a signal at stage-1 step {step + 1} of {cfg.stage1_steps}: {where}; "
+                                "rerun the same command to resume")
         self.stage1_done = True
 
     # Stage 1 survives a kill: every `save_interval` steps its networks, optimisers, random stream and

@@ -21,6 +21,7 @@ from go2_sevpo import __version__
 from go2_sevpo.data.format import SOURCE_NAMES
 from go2_sevpo.data.writer import ShardedDatasetWriter
 from go2_sevpo.envs.base import BatchedEnv
+from go2_sevpo.utils.jobs import GracefulStop, Preempted, output_lock
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 
@@ -107,25 +108,36 @@ def collect(
     """
     num_chunks = math.ceil(episodes / chunk_episodes)
     manifest = {"episodes": episodes, "chunk_episodes": chunk_episodes, "seed": seed, **attrs}
-    writer = ShardedDatasetWriter(output, manifest)
-    done_before = sum(writer.has_shard(k) for k in range(num_chunks))
-    bar = tqdm(total=episodes, desc=f"collect {source}", unit="ep", initial=min(episodes, done_before * chunk_episodes))
-    for k in range(num_chunks):
-        if writer.has_shard(k):
-            continue
-        n = min(chunk_episodes, episodes - k * chunk_episodes)
-        chunk_seed = seed * 100_003 + k  # chunks are independent streams of one run
-        env = make_env(n, chunk_seed)
-        batch = rollout_first_episodes(env, make_policy(env, chunk_seed))
-        required, extras = split_extras(batch, source)
-        writer.write_shard(k, required, extras)
-        bar.update(n)
-    bar.close()
-    final_attrs = {
+    # One collection per output; SIGTERM / SIGINT end it after the chunk in flight is written.
+    with output_lock(f"{output}.lock", f"collection output {output}"), GracefulStop() as stop:
+        writer = ShardedDatasetWriter(output, manifest)
+        done_before = sum(writer.has_shard(k) for k in range(num_chunks))
+        bar = tqdm(total=episodes, desc=f"collect {source}", unit="ep",
+                   initial=min(episodes, done_before * chunk_episodes))
+        for k in range(num_chunks):
+            if writer.has_shard(k):
+                continue
+            n = min(chunk_episodes, episodes - k * chunk_episodes)
+            chunk_seed = seed * 100_003 + k  # chunks are independent streams of one run
+            env = make_env(n, chunk_seed)
+            batch = rollout_first_episodes(env, make_policy(env, chunk_seed))
+            required, extras = split_extras(batch, source)
+            writer.write_shard(k, required, extras)
+            bar.update(n)
+            if stop.requested and k + 1 < num_chunks:
+                bar.close()
+                done = sum(writer.has_shard(i) for i in range(num_chunks))
+                raise Preempted(f"{stop.signal_name}: {done} of {num_chunks} chunks of {output} written "
+                                f"({writer.parts}); rerun the same command to collect the rest")
+        bar.close()
+        return str(writer.finalize(num_chunks, final_attributes(manifest, source)))
+
+
+def final_attributes(manifest: dict[str, Any], source: str) -> dict[str, Any]:
+    return {
         **manifest,
         "source_policy": source,
         "source_names": list(SOURCE_NAMES),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
     }
-    return str(writer.finalize(num_chunks, final_attrs))

@@ -21,6 +21,9 @@ REQUIRED_KEYS = ("observations", "next_observations", "actions", "rewards", "cos
 EXTRAS_GROUP = "extras"
 # Source labels stored in extras/source (uint8); the file attribute `source_names` maps them back.
 SOURCE_NAMES = ("unknown", "expert", "random", "weak", "mixed")
+# Larger magnitudes in observations, actions, rewards or costs are refused: their squares overflow
+# float32 (~3e38) in the losses, and no sensor or reward of these tasks comes near.
+MAX_ABS_VALUE = 1e6
 
 
 class DatasetError(ValueError):
@@ -100,18 +103,36 @@ def load_dataset(path: str | Path, obs_dim: int | None = None, act_dim: int | No
     except OSError as e:
         raise _fail(path, f"not a readable HDF5 file (truncated or corrupt?): {str(e).splitlines()[0]}") from None
     with f:
-        missing = [k for k in REQUIRED_KEYS if k not in f]
-        if missing:
-            raise _fail(path, f"missing required key(s) {missing}")
+        # A damaged file can fail anywhere inside HDF5 (a link check, a chunk index, a filter), with
+        # any of h5py's exception types: each is one line naming the file.
         try:
+            missing = [k for k in REQUIRED_KEYS if k not in f]
+            if missing:
+                raise _fail(path, f"missing required key(s) {missing}")
             raw = {k: f[k][()] for k in REQUIRED_KEYS}
             extras = {k: f[EXTRAS_GROUP][k][()] for k in f[EXTRAS_GROUP]} if EXTRAS_GROUP in f else {}
-        except (OSError, KeyError, ValueError) as e:
-            raise _fail(path, f"unreadable data (truncated or corrupt?): {str(e).splitlines()[0]}") from None
-        attrs = {k: _decode_attr(v) for k, v in f.attrs.items()}
+            attrs = {k: _decode_attr(v) for k, v in f.attrs.items()}
+        except DatasetError:
+            raise
+        except Exception as e:  # noqa: BLE001 - see above
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            raise _fail(path, f"unreadable data (truncated or corrupt?): {first}") from None
     ds = _validate(path, raw, obs_dim, act_dim)
-    ds.extras, ds.attrs, ds.path = extras, attrs, str(path)
+    ds.extras, ds.attrs, ds.path = _validate_extras(path, extras, len(ds)), attrs, str(path)
     return ds
+
+
+def _validate_extras(path: Path, extras: dict[str, Any], n: int) -> dict[str, np.ndarray]:
+    for k, a in extras.items():
+        if not isinstance(a, np.ndarray) or a.ndim == 0 or a.shape[0] != n:
+            raise _fail(path, f"{EXTRAS_GROUP}/{k} must have one row per transition ({n}), got shape {np.shape(a)}")
+        if not _is_real(a.dtype):
+            raise _fail(path, f"{EXTRAS_GROUP}/{k} has non-numeric dtype {a.dtype}")
+    return extras
+
+
+def _is_real(dtype: np.dtype) -> bool:
+    return np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.bool_)
 
 
 def _decode_attr(v: Any) -> Any:
@@ -146,14 +167,23 @@ def _validate(path: Path, raw: dict[str, np.ndarray], obs_dim: int | None, act_d
         if a.shape != (n,):
             raise _fail(path, f"{k} must have shape ({n},) or ({n}, 1), got {raw[k].shape}")
         flat[k] = a
+    for k in ("terminals", "timeouts"):
+        if not _is_real(flat[k].dtype):
+            raise _fail(path, f"{k} has non-numeric dtype {flat[k].dtype} (0/1 flags expected)")
     for k, a in (("observations", obs), ("next_observations", nobs), ("actions", act),
                  ("rewards", flat["rewards"]), ("costs", flat["costs"])):
-        if not np.issubdtype(a.dtype, np.number):
+        if not _is_real(a.dtype) or np.issubdtype(a.dtype, np.bool_):
             raise _fail(path, f"{k} has non-numeric dtype {a.dtype}")
         bad = ~np.isfinite(a)
         if bad.any():
             row = int(np.argwhere(bad)[0][0])
             raise _fail(path, f"{k} contains NaN or inf (first at row {row})")
+        info = np.finfo(a.dtype) if np.issubdtype(a.dtype, np.floating) else np.iinfo(a.dtype)
+        if float(info.max) > MAX_ABS_VALUE and (a.max() > MAX_ABS_VALUE or a.min() < -MAX_ABS_VALUE):  # no N-sized temporaries
+            huge = np.abs(a) > MAX_ABS_VALUE
+            row = int(np.argwhere(huge)[0][0])
+            raise _fail(path, f"{k} has values beyond +-{MAX_ABS_VALUE:g} (first at row {row}: {a.flat[np.argmax(huge)]:.3g}); "
+                        "corrupt, or unscaled data")
     out_of_range = np.abs(act) > 1.0 + 1e-6
     if out_of_range.any():
         row = int(np.argwhere(out_of_range)[0][0])
@@ -178,25 +208,29 @@ def _validate(path: Path, raw: dict[str, np.ndarray], obs_dim: int | None, act_d
 
 def write_dataset(path: str | Path, arrays: dict[str, np.ndarray], extras: dict[str, np.ndarray] | None = None,
                   attrs: dict[str, Any] | None = None) -> None:
-    """Write a complete dataset atomically (temp file + rename): a reader never sees half a file."""
+    """Write a complete dataset atomically (temp file + rename): a reader never sees half a file. A
+    disk without room for the uncompressed arrays is refused before writing (HDF5 can crash, not
+    fail, when the disk fills under it); a full disk is one line (DiskFull), no temp left behind."""
+    from go2_sevpo.utils.jobs import atomic_path, check_free_space  # (utils.errors imports this module)
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    raw_bytes = sum(np.asarray(a).nbytes for a in [*arrays.values(), *(extras or {}).values()])
+    check_free_space(path, raw_bytes + (1 << 20))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for k in REQUIRED_KEYS:
             a = np.asarray(arrays[k])
             if k in ("terminals", "timeouts"):
                 a = a.astype(np.uint8)  # DSRL's dtype
             elif a.dtype != np.float32:
                 a = a.astype(np.float32)
-            f.create_dataset(k, data=a, compression="gzip", compression_opts=1, shuffle=True)
+            # fletcher32: HDF5 checks each chunk on read, so a flipped bit in the data is an error, not a value.
+            f.create_dataset(k, data=a, compression="gzip", compression_opts=1, shuffle=True, fletcher32=True)
         if extras:
             g = f.create_group(EXTRAS_GROUP)
             for k, a in extras.items():
-                g.create_dataset(k, data=np.asarray(a), compression="gzip", compression_opts=1)
+                g.create_dataset(k, data=np.asarray(a), compression="gzip", compression_opts=1, fletcher32=True)
         f.attrs["schema_version"] = SCHEMA_VERSION
         for k, v in (attrs or {}).items():
             if v is None:
                 continue  # HDF5 attributes cannot hold None; absence means unknown
             f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list, tuple)) else v
-    tmp.replace(path)

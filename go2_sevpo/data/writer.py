@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from go2_sevpo.data.format import EXTRAS_GROUP, REQUIRED_KEYS, DatasetError, load_dataset, write_dataset
+from go2_sevpo.utils.jobs import atomic_write_text
 
 
 class ShardedDatasetWriter:
@@ -35,9 +36,7 @@ class ShardedDatasetWriter:
                     "rerun with the same settings to resume, or delete the folder to start over"
                 )
         else:
-            tmp = manifest_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.manifest, indent=1, sort_keys=True))
-            tmp.replace(manifest_path)
+            atomic_write_text(manifest_path, json.dumps(self.manifest, indent=1, sort_keys=True))
 
     def shard_path(self, index: int) -> Path:
         return self.parts / f"shard_{index:05d}.h5"

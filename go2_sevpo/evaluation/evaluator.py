@@ -19,6 +19,7 @@ import torch
 
 from go2_sevpo.envs import make_env
 from go2_sevpo.evaluation.metrics import EpisodeRecords, reward_range_for, summarize
+from go2_sevpo.utils.jobs import atomic_write_text
 
 Policy = Callable[[torch.Tensor], torch.Tensor]  # raw observations (E, obs_dim) -> actions (E, act_dim)
 
@@ -196,7 +197,4 @@ def write_videos(result: EvalResult, out_dir: Path) -> list[str]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))

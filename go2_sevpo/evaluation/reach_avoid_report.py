@@ -13,6 +13,7 @@ import torch
 
 from go2_sevpo.envs.reach_avoid import ARENA, GOAL_CENTER, GOAL_RADIUS, HAZARD_CENTER, HAZARD_RADIUS, PAPER_START, observe
 from go2_sevpo.envs.reach_avoid_oracle import iou, region_grid
+from go2_sevpo.utils.jobs import save_figure
 
 GRID = 121
 # The IoU reported as `region_iou` is at the papers' start speed and heading; `region_iou_mean`
@@ -82,5 +83,5 @@ def plot(result, xs, ys, learned, oracle, path: Path, region_iou: float | None) 
         suptitle += f"  IoU {region_iou:.3f}"
     fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

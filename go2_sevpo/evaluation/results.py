@@ -24,6 +24,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from go2_sevpo.utils.jobs import atomic_path, atomic_write_text, save_figure
+
 # Metrics in the table, in order: (key, header, format).
 TABLE_METRICS = (
     ("normalized_reward", "norm. reward", "{:.3f}"),
@@ -179,9 +181,9 @@ def markdown(groups: Sequence[dict[str, Any]], skipped: Sequence[str] = ()) -> s
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
-        path.write_text("")
+        atomic_write_text(path, "")
         return
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         for row in rows:
@@ -222,7 +224,7 @@ def plot(groups: Sequence[dict[str, Any]], path: Path) -> None:
                 ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -232,7 +234,7 @@ def write_results(rows: Sequence[dict[str, Any]], out_dir: str | Path, skipped: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     groups = aggregate(rows, algo_order)
-    (out / "results.md").write_text(markdown(groups, skipped))
+    atomic_write_text(out / "results.md", markdown(groups, skipped))
     write_csv(out / "results.csv", groups)
     write_csv(out / "runs.csv", list(rows))
     plot(groups, out / "results.png")

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from go2_sevpo.utils.jobs import atomic_path
+
 CARD_NAME = "go2_sevpo_policy.json"
 CARD_FORMAT = 1
 
@@ -67,14 +69,10 @@ def sha256_file(path: str | Path) -> str:
 
 def export_policy(actor: nn.Module, path: str | Path, card: dict[str, Any]) -> Path:
     """Script `ClippedPolicy(actor)` and save it atomically with its card."""
-    import os
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     module = torch.jit.script(ClippedPolicy(actor).cpu().eval())
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.jit.save(module, str(tmp), _extra_files={CARD_NAME: json.dumps({"format": CARD_FORMAT, **card})})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.jit.save(module, str(tmp), _extra_files={CARD_NAME: json.dumps({"format": CARD_FORMAT, **card})})
     return path
 
 

@@ -21,6 +21,8 @@ from pathlib import Path  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
+from go2_sevpo.utils.jobs import atomic_path  # noqa: E402
+
 
 def _renderer(model: mujoco.MjModel, width: int, height: int) -> mujoco.Renderer:
     try:
@@ -65,8 +67,8 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: float = 50.0) -> Path:
     import imageio.v2 as imageio
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with imageio.get_writer(path, fps=fps, codec="libx264", quality=6, macro_block_size=16) as writer:
+    with atomic_path(path) as tmp, imageio.get_writer(tmp, fps=fps, codec="libx264", quality=6,
+                                                       macro_block_size=16) as writer:
         for frame in frames:
             writer.append_data(frame)
     return path

@@ -1,9 +1,10 @@
 """Atomic checkpoint files: write to a temporary file in the same folder, fsync, then rename over the
-old one. A `kill -9` at any moment leaves either the previous complete file or the new one."""
+old one (utils/jobs.py). A `kill -9` or a full disk at any moment leaves either the previous complete
+file or the new one."""
 
 from __future__ import annotations
 
-import os
+import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -12,27 +13,17 @@ from typing import Any
 import torch
 
 from go2_sevpo.utils.errors import CheckpointError
+from go2_sevpo.utils.jobs import atomic_write_bytes
 
 CHECKPOINT_FORMAT = 1
 
 
 def atomic_save(payload: Any, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    """torch.save, atomically; serialised in memory first, so a full disk is a clean OSError (DiskFull)
+    rather than a failure inside torch's zip writer."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def load_file(path: str | Path, device: str | torch.device = "cpu") -> Any:

@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from go2_sevpo.envs import make_env, resolve_device
 from go2_sevpo.training.checkpoint import changed_keys
 from go2_sevpo.utils.errors import CheckpointError, ConfigError
+from go2_sevpo.utils.jobs import GracefulStop, Preempted, atomic_write_text, folder_lock
 
 ROLES = ("expert", "weak")
 CUDA_NUM_ENVS, CPU_NUM_ENVS = 8192, 64
@@ -166,18 +167,24 @@ class PPOTraining:
                                   "settings to resume, or use another hydra.run.dir")
 
     def train(self) -> Path:
-        """Train (or resume) to `max_iterations`, then export; returns the exported policy file."""
+        """Train (or resume) to `max_iterations`, then export; returns the exported policy file. One job
+        per run folder; SIGTERM / SIGINT end the current iteration, save model_<it>.pt and raise
+        Preempted, and the same command resumes after it."""
+        with folder_lock(self.run_dir, "PPO run folder"), GracefulStop() as stop:
+            return self._train(stop)
+
+    def _train(self, stop: GracefulStop) -> Path:
         from rsl_rl.runners import OnPolicyRunner
 
         cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self._check_resume()
-        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(self.config_dict)))
+        atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(self.config_dict)))
         torch.manual_seed(cfg.seed)
         env = self.make_env()
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         runner = OnPolicyRunner(env, rsl_rl_config(cfg), log_dir=str(self.run_dir), device=str(env.device))
+        stop_after_iteration(runner, stop, self.run_dir, cfg.max_iterations)
         done = 0  # completed iterations
         found = checkpoints(self.run_dir)
         if found:
@@ -238,3 +245,20 @@ class PPOTraining:
         }
         export_policy(actor, self.run_dir / "exported" / "policy.pt", card)
         return export_policy(actor, self.export_path, card)
+
+
+def stop_after_iteration(runner, stop: GracefulStop, run_dir: Path, total: int) -> None:
+    """rsl-rl's loop has no stop hook, but it calls `logger.log` once per iteration after the update:
+    wrap that call so that a requested stop saves model_<it>.pt (the state after iteration it, what
+    resume loads) and raises Preempted."""
+    log = runner.logger.log
+
+    def log_then_check(**kwargs) -> None:
+        log(**kwargs)
+        if stop.requested:
+            it = kwargs["it"]
+            runner.save(str(run_dir / f"model_{it}.pt"))
+            raise Preempted(f"{stop.signal_name} after PPO iteration {it} ({it + 1}/{total} done): saved "
+                            f"{run_dir / f'model_{it}.pt'}; rerun the same command to resume")
+
+    runner.logger.log = log_then_check

@@ -36,6 +36,7 @@ from go2_sevpo.evaluation.evaluator import EvalConfig, LearnedPolicy, evaluate, 
 from go2_sevpo.networks import ObservationNormalizer
 from go2_sevpo.training.checkpoint import CHECKPOINT_FORMAT, atomic_save, changed_keys, load_file
 from go2_sevpo.utils.errors import CheckpointError, ConfigError
+from go2_sevpo.utils.jobs import GracefulStop, Preempted, atomic_write_text, folder_lock, save_figure
 
 
 @dataclass
@@ -228,15 +229,21 @@ class OfflineTrainer:
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict[str, Any]:
+        """Train to `steps` (resuming the run folder's checkpoint), evaluate, write metrics.json. One job
+        per run folder (a second one stops at once, naming the holder); SIGTERM / SIGINT finish the
+        current step, checkpoint and raise Preempted, and the same command continues from there."""
+        with folder_lock(self.run_dir, "run folder"), GracefulStop() as stop:
+            return self._train(stop)
+
+    def _train(self, stop: GracefulStop) -> dict[str, Any]:
         from torch.utils.tensorboard import SummaryWriter
 
         cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.try_resume()
         if resumed and self.complete and (self.run_dir / "metrics.json").exists():
             self.message(f"run {self.run_dir} is already complete ({self.step} steps); see metrics.json")
             return json.loads((self.run_dir / "metrics.json").read_text())
-        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(self.config_dict)))
+        atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(self.config_dict)))
         # purge_step drops events a killed run logged after its last checkpoint.
         self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step if resumed else None)
         if resumed:
@@ -248,6 +255,7 @@ class OfflineTrainer:
             cache_key_extra={"normalize_obs": cfg.normalize_obs},
             cost_limit=float(cfg.env.cost_limit), max_episode_length=int(cfg.env.max_episode_length),
             progress_path=str(self.run_dir / PRETRAIN_PROGRESS_NAME), save_interval=cfg.save_interval,
+            stop_requested=lambda: stop.requested,
         ))
         if not resumed:
             self.save()  # a kill after pre-training resumes here, without the cache
@@ -270,11 +278,16 @@ class OfflineTrainer:
                 self.history.append(self._history_row(m))
                 self.message(f"step {self.step}: success {m['success_rate']:.2f}  cost {m['mean_cost']:.2f}  "
                              f"failure {m['failure_rate']:.2f}")
-            if self.step % cfg.save_interval == 0 or self.step == cfg.steps:
+            if self.step % cfg.save_interval == 0 or self.step == cfg.steps or stop.requested:
                 self.train_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 self.complete = self.step == cfg.steps
                 self.save()
+            if stop.requested and self.step < cfg.steps:
+                bar.close()
+                self.writer.close()
+                raise Preempted(f"{stop.signal_name} at step {self.step} of {cfg.steps}: checkpoint saved "
+                                f"({self.checkpoint_path}); rerun the same command to resume")
         bar.close()
 
         metrics = self.evaluate(self.run_dir, tag="final")
@@ -315,8 +328,7 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
