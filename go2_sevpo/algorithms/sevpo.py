@@ -302,7 +302,7 @@ class SEVPO(OfflineAlgorithm):
                 atomic_save(self._stage1_progress(context, optimizers, generator, step + 1), context.progress_path)
             if stop:
                 where = f"progress saved ({context.progress_path})" if context.progress_path else "no progress file"
-                raise Preempted(f"stopped by a signal at stage-1 step {step + 1} of {cfg.stage1_steps}: {where}; "
+                raise Preempted(f"stage 1 interrupted at step {step + 1} of {cfg.stage1_steps}: {where}; "
                                 "rerun the same command to resume")
         self.stage1_done = True
 

@@ -49,7 +49,8 @@ class Preempted(Exception):
 def _holder(path: Path) -> str:
     try:
         info = json.loads(path.read_text())
-        return f"pid {info['pid']} on {info['host']} (since {info['started']}: {info['command']})"
+        command = info["command"] if len(info["command"]) <= 80 else info["command"][:77] + "..."
+        return f"pid {info['pid']} on {info['host']} (since {info['started']}: {command})"
     except (OSError, ValueError, KeyError):
         return "another process"
 
