@@ -115,7 +115,7 @@ def test_sigterm_during_stage1_saves_its_progress(data, tmp_path):
     time.sleep(1.5)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    one_line(subprocess.CompletedProcess(args, proc.returncode, "", err), PREEMPTED_EXIT, "stopped:", "stage-1 step")
+    one_line(subprocess.CompletedProcess(args, proc.returncode, "", err), PREEMPTED_EXIT, "stopped:", "stage 1 interrupted at step")
     progress = load_file(run_dir / "checkpoints/pretrain_progress.pt")
     assert 0 < progress["step"] < 20000
 
