@@ -54,6 +54,14 @@ def test_train_then_evaluate(data, tmp_path):
     assert list((run_dir / "tensorboard").glob("events.*"))
     assert list((tmp_path / "cache").glob("sevpo_stage1_*.pt"))
 
+    # The trainer files its final evaluation where the results table looks; it equals a fresh one.
+    from go2_sevpo.evaluation.evaluator import EvalConfig, evaluate_run
+
+    filed = json.loads((run_dir / "eval/paper_seed0/metrics.json").read_text())
+    fresh = evaluate_run(run_dir, EvalConfig(episodes=8, start="paper", seed=0))
+    assert filed["checkpoint_step"] == fresh["checkpoint_step"] == 200
+    assert all(filed[k] == fresh[k] for k in ("success_rate", "mean_return", "mean_cost", "failure_rate"))
+
     r = run_repo_script("offline/evaluate.py", f"run={run_dir}", "episodes=6", "start=hazard", "seed=3", "threads=1")
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads((run_dir / "eval/hazard_seed3/metrics.json").read_text())

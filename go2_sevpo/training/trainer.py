@@ -291,6 +291,10 @@ class OfflineTrainer:
         bar.close()
 
         metrics = self.evaluate(self.run_dir, tag="final")
+        # The same evaluation `offline/evaluate.py` and the results table make of this checkpoint (same
+        # start, seed and episodes): filed where they look, so the table reuses it instead of redoing it.
+        write_json(self.run_dir / "eval" / f"{metrics['start']}_seed{cfg.eval.seed}" / "metrics.json",
+                   {**metrics, "checkpoint_step": self.step})
         self.history.append(self._history_row(metrics))
         metrics.update({
             "algo": cfg.algo.name, "dataset": str(cfg.dataset), "fingerprint": self.fingerprint, "steps": self.step,
