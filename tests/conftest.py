@@ -21,3 +21,11 @@ def run_script(*args: str, timeout: float = 300, cwd: Path = REPO) -> subprocess
 @pytest.fixture
 def script():
     return run_script
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """A small reach-avoid dataset (48 noisy goal-seeking rollouts of 40 steps), one per test module."""
+    from sevpo_testdata import write_reach_avoid_file
+
+    return write_reach_avoid_file(tmp_path_factory.mktemp("data") / "ra.h5", num_envs=48, steps=40, seed=0)

@@ -62,6 +62,12 @@ def write_reach_avoid_file(path: Path, num_envs: int = 48, steps: int = 40, seed
     return path
 
 
+def tiny_train_args(data: Path, run_dir: Path, cache: Path, *extra: str) -> list[str]:
+    """offline/train.py's arguments for a tiny SEVPO run on `data` (a later override of a key wins)."""
+    return ["offline/train.py", f"dataset={data}", f"hydra.run.dir={run_dir}", f"cache_dir={cache}",
+            *TINY_OVERRIDES, *extra]
+
+
 def run_repo_script(*args: str, timeout: float = 300) -> "subprocess.CompletedProcess":
     """Run a repo script as a user would, single-threaded (the CI machine has 2 cores)."""
     import os

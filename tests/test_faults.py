@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from sevpo_testdata import TINY_OVERRIDES, run_repo_script, write_reach_avoid_file
+from sevpo_testdata import run_repo_script, tiny_train_args
 
 from go2_sevpo.training.checkpoint import atomic_save, load_file
 from go2_sevpo.utils.jobs import PREEMPTED_EXIT, DiskFull, folder_lock, output_lock
@@ -21,14 +21,7 @@ from go2_sevpo.utils.jobs import PREEMPTED_EXIT, DiskFull, folder_lock, output_l
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return write_reach_avoid_file(tmp_path_factory.mktemp("data") / "ra.h5", num_envs=48, steps=40, seed=0)
-
-
-def train_args(data: Path, run_dir: Path, cache: Path, *extra: str) -> list[str]:
-    return ["offline/train.py", f"dataset={data}", f"hydra.run.dir={run_dir}", f"cache_dir={cache}",
-            *TINY_OVERRIDES, *extra]
+train_args = tiny_train_args
 
 
 def one_line(r: subprocess.CompletedProcess, status: int, prefix: str, fragment: str) -> str:

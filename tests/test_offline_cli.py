@@ -11,19 +11,13 @@ from pathlib import Path
 import h5py
 import pytest
 import torch
-from sevpo_testdata import TINY_OVERRIDES, run_repo_script, write_reach_avoid_file
+from sevpo_testdata import run_repo_script, tiny_train_args, write_reach_avoid_file
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return write_reach_avoid_file(tmp_path_factory.mktemp("data") / "ra.h5", num_envs=48, steps=40, seed=0)
-
-
 def train_args(data: Path, run_dir: Path, cache: Path, *extra: str) -> list[str]:
-    return ["offline/train.py", f"dataset={data}", f"hydra.run.dir={run_dir}", f"cache_dir={cache}",
-            "steps=200", "save_interval=50", *TINY_OVERRIDES, *extra]
+    return tiny_train_args(data, run_dir, cache, "steps=200", "save_interval=50", *extra)
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess, fragment: str) -> None:
