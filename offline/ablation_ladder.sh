@@ -16,7 +16,7 @@ EXTRA=${EXTRA:-}
 TAG=${TAG:-}
 # The ladder climbs to the PAPER's SEVPO (Table 8: b1 = 1, b2 = 3, eq. 14 weighted across the batch,
 # argmax-f acting), whatever the defaults are; EXTRA comes after these, so it can change them.
-PAPER="algo.safe_loss_weight=1 algo.unsafe_loss_weight=3 algo.unsafe_weighting=batch algo.select=sevpo"
+PAPER="algo.safe_loss_weight=1 algo.unsafe_loss_weight=3 algo.unsafe_weighting=batch algo.select=sevpo algo.mu_safe=3"
 declare -A RUNGS=(
   [0_bc]="algo.region_masks=false algo.mu_safe=0 algo.unsafe_loss_weight=0"
   [1_masks]="algo.mu_safe=0 algo.unsafe_loss_weight=0"

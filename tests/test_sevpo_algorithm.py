@@ -174,3 +174,23 @@ def test_cached_stage1_leaves_stage2_unchanged(dataset, tmp_path):
             algo.update(sampler, step)
         results.append(torch.cat([p.flatten() for p in algo.actor.parameters()]))
     assert torch.equal(results[0], results[1])
+
+
+def test_reach_avoid_specialisation_is_merged_into_the_cpu_config_only():
+    # configs/algo_env/sevpo_reach_avoid.yaml (l = 0.1, no eq. 13 weights) applies to `algo=sevpo` on
+    # reach_avoid; the paper-sized config keeps Table 8's mu_1 = 3; an override still wins.
+    from hydra import compose, initialize_config_dir
+
+    from go2_sevpo.algorithms import registry
+    from go2_sevpo.config import CONFIG_DIR, register_configs, register_schema
+    from go2_sevpo.training.trainer import TrainConfig
+
+    register_schema(None, "train", TrainConfig)
+    registry.register_schemas()
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cpu = compose("train", overrides=["dataset=x.h5", "algo=sevpo", "env=reach_avoid"]).algo
+        paper = compose("train", overrides=["dataset=x.h5", "algo=sevpo_paper", "env=reach_avoid"]).algo
+        override = compose("train", overrides=["dataset=x.h5", "algo=sevpo", "algo.mu_safe=3"]).algo
+    assert (cpu.mu_safe, cpu.region_threshold) == (0.0, 0.1)
+    assert paper.mu_safe == 3.0 and override.mu_safe == 3.0
