@@ -139,9 +139,9 @@ class GracefulStop:
 def disk_full_error(path: str | Path, error: BaseException) -> DiskFull | None:
     """A DiskFull for `error` if it is an out-of-space failure (errno ENOSPC / EDQUOT, or the message of
     a C++ or HDF5 writer that ran out of space), else None."""
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        pass
-    elif not any(s in str(error) for s in ("No space left", "Disk quota exceeded", "unexpected pos")):
+    out_of_space = (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)) or any(
+        s in str(error) for s in ("No space left", "Disk quota exceeded", "unexpected pos"))
+    if not out_of_space:
         return None
     return DiskFull(f"{path}: disk full while writing it (nothing lost: the previous complete file, if any, is "
                     "intact); free some space and rerun the same command to continue")
@@ -152,9 +152,10 @@ def check_free_space(path: str | Path, needed_bytes: int) -> None:
     than fail cleanly when the disk fills under them."""
     folder = Path(path).parent
     folder.mkdir(parents=True, exist_ok=True)
-    if shutil.disk_usage(folder).free < needed_bytes:
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
         raise DiskFull(f"{path}: not enough free space to write it ({needed_bytes / 1e6:.1f} MB needed, "
-                       f"{shutil.disk_usage(folder).free / 1e6:.1f} MB free; nothing lost); free some space "
+                       f"{free / 1e6:.1f} MB free; nothing lost); free some space "
                        "and rerun the same command to continue")
 
 
