@@ -130,6 +130,24 @@ def test_same_seed_same_updates(dataset):
     assert torch.equal(outs[0], outs[1])
 
 
+def test_mu_safe_zero_skips_the_advantage_exactly(dataset):
+    """mu_1 = 0 skips A and Vf (exp(0 A) = 1); the actor and critics must equal those of a run whose
+    weights are computed from A with a temperature so small that exp(mu_1 A) rounds to 1."""
+    params = {}
+    for mu in (0.0, 1e-30):
+        algo, sampler = make(dataset, total_steps=6, seed=2, mu_safe=mu, trust_start=0.5)
+        assert algo.weighs_advantages == (mu != 0)
+        algo.pretrain(context(dataset, sampler))
+        vf_before = [p.clone() for p in algo.objective_value.parameters()]
+        for step in range(6):
+            out = algo.update(sampler, step)
+        assert ("advantage_std" in out) == (mu != 0)
+        vf_moved = any(not torch.equal(a, b) for a, b in zip(vf_before, algo.objective_value.parameters()))
+        assert vf_moved == (mu != 0)  # Vf is trained only when its advantages weigh the loss
+        params[mu] = torch.cat([p.flatten() for m in (algo.actor, algo.policy_critics) for p in m.parameters()])
+    assert torch.equal(params[0.0], params[1e-30])
+
+
 def test_stage1_cache_reused_and_guarded(dataset, tmp_path):
     algo, sampler = make(dataset)
     algo.pretrain(context(dataset, sampler, tmp_path))

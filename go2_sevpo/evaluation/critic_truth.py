@@ -127,11 +127,12 @@ def critic_truth(algo, normalizer, dataset, cfg: CriticTruthConfig) -> dict[str,
     out.update(_errors("qc", qc.view(s, a), true_c, se(cost), higher_is_better=False))
     out.update(_errors("objective", objective, true_objective, se(ret)))
 
-    # The actor's weights are exp(mu_1 A) with A = f(s, a_data) - Vf(s) on dataset actions.
-    vf = algo.objective_value(normalizer(raw_obs))
-    adv = objective[:, -1] - vf
-    out["advantage_std"] = float(adv.std())
-    out["advantage_abs_mean"] = float(adv.abs().mean())
+    # The actor's weights are exp(mu_1 A) with A = f(s, a_data) - Vf(s) on dataset actions (with
+    # mu_1 = 0 there is no A, and Vf is not trained).
+    if algo.weighs_advantages:
+        adv = objective[:, -1] - algo.objective_value(normalizer(raw_obs))
+        out["advantage_std"] = float(adv.std())
+        out["advantage_abs_mean"] = float(adv.abs().mean())
 
     # Admissibility Qc_hat(s, a) <= l against the oracle at s' (feasible next state).
     admissible = (algo.conservative_q(obs, flat) <= algo.threshold).view(s, a)
@@ -150,8 +151,9 @@ def format_report(m: dict[str, Any]) -> str:
             f"bias {m[f'{name}_bias']:+7.3f}  | within a state: true spread {m[f'{name}_true_action_spread']:6.3f}  "
             f"error {m[f'{name}_within_state_error']:6.3f}  rank corr {m[f'{name}_rank_correlation']:+.2f}  "
             f"argmax regret {m[f'{name}_argmax_regret']:6.3f}  (MC s.e. {m[f'{name}_monte_carlo_se']:.3f})")
-    lines.append(f"  advantage A = f - Vf on dataset actions: std {m['advantage_std']:.3f}, mean |A| "
-                 f"{m['advantage_abs_mean']:.3f}")
+    if "advantage_std" in m:
+        lines.append(f"  advantage A = f - Vf on dataset actions: std {m['advantage_std']:.3f}, mean |A| "
+                     f"{m['advantage_abs_mean']:.3f}")
     lines.append(f"  admissible (Qc_hat <= l) vs oracle-feasible s': agreement {m['admissible_agreement']:.3f}, "
                  f"false safe {m['admissible_false_safe']:.3f}, false unsafe {m['admissible_false_unsafe']:.3f}")
     return "\n".join(lines)
