@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from go2_sevpo.cli import hydra_entry
 from go2_sevpo.data.collect import collect
+from go2_sevpo.data.format import SOURCE_NAMES
 from go2_sevpo.envs import make_env
 from go2_sevpo.policies import make_policy, policy_checkpoint
 
@@ -23,7 +24,7 @@ def main(cfg: DictConfig) -> None:
     # Fail on a bad env option or policy name before any work is done.
     probe = make_env(name, **{**env_cfg, "num_envs": 1})
     make_policy(cfg.policy, probe, cfg.seed, cfg.checkpoint)
-    source = cfg.policy if cfg.policy in ("expert", "random", "weak") else "unknown"
+    source = cfg.policy if cfg.policy in SOURCE_NAMES else "unknown"
     attrs = {"env": name, "env_config": env_cfg, "policy": cfg.policy, "cost_limit": env_cfg["cost_limit"]}
     checkpoint = policy_checkpoint(cfg.policy, name, cfg.checkpoint)
     if checkpoint is not None:  # which trained policy made the data (the card says how it was made)

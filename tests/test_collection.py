@@ -33,14 +33,37 @@ def test_expert_planner_is_safe_from_the_papers_start():
     assert batch["success"].sum() == 32
 
 
-def _collect(tmp_path, name, seed=0):
+def test_reckless_planner_takes_the_short_path_through_the_hazard():
+    """The reward-seeking unsafe source: from the papers' start it reaches the goal every time, sooner
+    than the expert, and every episode pays cost (the straight line passes 0.32 m from the hazard's
+    centre, inside its 0.8 m radius)."""
+    lengths = {}
+    for name in ("expert", "reckless"):
+        env = make_env("reach_avoid", num_envs=32, start="paper", seed=0)
+        batch = rollout_first_episodes(env, make_policy(name, env, 0))
+        ends = np.flatnonzero(batch["terminals"] | batch["timeouts"])
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        assert batch["success"].sum() == 32, name
+        costs = np.add.reduceat(batch["costs"], starts)
+        assert (costs > 0).all() if name == "reckless" else (costs == 0).all(), (name, costs)
+        lengths[name] = float(np.mean(ends - starts + 1))
+    assert lengths["reckless"] < lengths["expert"], lengths
+
+
+def _collect(tmp_path, name, seed=0, policy="random", episodes=30):
     out = tmp_path / name
     collect(
         make_env=lambda n, s: make_env("reach_avoid", num_envs=n, seed=s, start="random"),
-        make_policy=lambda env, s: make_policy("random", env, s),
-        episodes=30, chunk_episodes=8, seed=seed, output=str(out), source="random", attrs={"env": "reach_avoid"},
+        make_policy=lambda env, s: make_policy(policy, env, s),
+        episodes=episodes, chunk_episodes=8, seed=seed, output=str(out), source=policy, attrs={"env": "reach_avoid"},
     )
     return load_dataset(out)
+
+
+def test_reckless_data_is_labelled_as_its_source(tmp_path):
+    from go2_sevpo.data.summary import summarize
+
+    assert "sources       reckless 8" in summarize(_collect(tmp_path, "r.h5", policy="reckless", episodes=8))
 
 
 def test_same_seed_same_file_content(tmp_path):

@@ -20,7 +20,8 @@ SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("observations", "next_observations", "actions", "rewards", "costs", "terminals", "timeouts")
 EXTRAS_GROUP = "extras"
 # Source labels stored in extras/source (uint8); the file attribute `source_names` maps them back.
-SOURCE_NAMES = ("unknown", "expert", "random", "weak", "mixed")
+# New names go at the end: earlier files keep their labels.
+SOURCE_NAMES = ("unknown", "expert", "random", "weak", "mixed", "reckless")
 # Larger magnitudes in observations, actions, rewards or costs are refused: their squares overflow
 # float32 (~3e38) in the losses, and no sensor or reward of these tasks comes near.
 MAX_ABS_VALUE = 1e6

@@ -2,7 +2,7 @@
 
 `make_policy(name, env, seed)` returns a callable obs -> action for all envs at once. Names:
 `random` (any env), `expert` (reach_avoid: the planner; Go2: a PPO checkpoint under assets/policies/),
-`weak` (Go2), or a path to an exported TorchScript policy file. Checkpoint policies
+`reckless` (reach_avoid: the planner blind to the hazard), `weak` (Go2), or a path to an exported TorchScript policy file. Checkpoint policies
 (`register_checkpoint_policy`) load a file, from its default place or `checkpoint=PATH`; a missing
 file is a one-line error naming the command that makes it.
 """
@@ -62,7 +62,14 @@ def _reach_avoid_expert(env: BatchedEnv, generator: torch.Generator) -> Policy:
     return ReachAvoidPlanner(generator=generator)
 
 
+def _reach_avoid_reckless(env: BatchedEnv, generator: torch.Generator) -> Policy:
+    from go2_sevpo.policies.reach_avoid_planner import RecklessPlanner
+
+    return RecklessPlanner(generator=generator)
+
+
 register_policy("reach_avoid", "expert", _reach_avoid_expert)
+register_policy("reach_avoid", "reckless", _reach_avoid_reckless)
 
 # Go2: PPO policies exported by data_collection/train_expert.py (docs/GO2_PIPELINE.md). The expert is
 # trained per task; the weak policy (trained on gap-free ground) serves both tasks.

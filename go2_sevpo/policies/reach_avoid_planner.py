@@ -9,6 +9,10 @@ feasible end state makes the plan recursively feasible: the brake-and-turn primi
 the current state feasible is always among the candidates, so from a feasible start the expert
 never enters the hazard (measured in docs/REACH_AVOID.md). Plans that leave the arena are
 discarded too, since leaving it ends the episode without reaching the goal.
+
+`RecklessPlanner` is the same planner blind to the hazard: it takes the fastest way to the goal, through
+the hazard when that is shorter (high return, high cost): the reward-seeking unsafe data source of the
+harder recipes (DSRL's unsafe trajectories are high-reward ones; docs/REACH_AVOID.md, "Harder recipes").
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from go2_sevpo.envs.reach_avoid_oracle import feasible
 
 class ReachAvoidPlanner:
     def __init__(self, horizon: int = 15, levels: int = 5, margin: float = 0.05, noise: float = 0.1,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, avoid_hazard: bool = True):
         grid = torch.linspace(-1.0, 1.0, levels)
         self.primitives = torch.cartesian_prod(grid, grid)  # (P, 2): every (accel, turn) level pair
         self.horizon, self.margin, self.noise = horizon, margin, noise
+        self.avoid_hazard = avoid_hazard
         self.generator = generator
 
     @torch.no_grad()
@@ -39,7 +44,8 @@ class ReachAvoidPlanner:
         arrival = torch.full((n, p), float(self.horizon), device=obs.device)
         for t in range(self.horizon):
             s = dynamics(s, a)
-            clear &= hazard_distance(s[..., :2]) >= HAZARD_RADIUS + self.margin
+            if self.avoid_hazard:
+                clear &= hazard_distance(s[..., :2]) >= HAZARD_RADIUS + self.margin
             inside = (s[..., :2].abs() <= ARENA - self.margin).all(-1)
             d = goal_distance(s[..., :2])
             clear &= inside | (best_dist <= GOAL_RADIUS)  # leaving the arena ends the episode
@@ -47,7 +53,7 @@ class ReachAvoidPlanner:
             arrival = torch.where((d <= GOAL_RADIUS) & (arrival == self.horizon), float(t), arrival)
         reached = best_dist <= GOAL_RADIUS
         # Arriving inside the goal ends the episode, so the end state need not be feasible then.
-        valid = clear & (feasible(s) | reached)
+        valid = clear & (feasible(s) | reached) if self.avoid_hazard else clear
         score = torch.where(reached, arrival - 1e3, best_dist)  # reach soonest; else get closest
         score = torch.where(valid, score, score + 1e6)  # an infeasible plan only when nothing else is left
         action = prims[score.argmin(dim=1)]
@@ -55,3 +61,10 @@ class ReachAvoidPlanner:
             eps = torch.randn(action.shape, generator=self.generator, device=action.device)
             action = action + self.noise * eps
         return action.clamp(-1.0, 1.0)
+
+
+class RecklessPlanner(ReachAvoidPlanner):
+    """The planner without the hazard: only the arena bounds constrain its plans."""
+
+    def __init__(self, **kwargs):
+        super().__init__(avoid_hazard=False, **kwargs)
