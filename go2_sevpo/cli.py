@@ -24,10 +24,44 @@ def one_line_errors(fn: Callable) -> Callable:
             sys.exit(PREEMPTED_EXIT)
         except USER_ERRORS as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-            print(f"error: {str(msg).splitlines()[0] if str(msg) else type(e).__name__}", file=sys.stderr)
+            line = str(msg).splitlines()[0] if str(msg) else type(e).__name__
+            print(f"error: {line}", file=sys.stderr)
+            if in_multirun():  # an exit would stop the sweep's other runs too; Hydra reports this one at its end
+                raise JobFailed(f"error: {line}") from None
             sys.exit(2)
 
     return wrapper
+
+
+def _compact_hydra_exception() -> type[Exception]:
+    from hydra.errors import CompactHydraException
+
+    return CompactHydraException
+
+
+class JobFailed(_compact_hydra_exception()):
+    """One run of a multirun stopped on bad input. Hydra lets the sweep's other runs finish, then names
+    the run's overrides and prints this (a compact exception: its message, no traceback) with exit 1."""
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def hydra_group_options(group: str) -> set[str]:
+    """The options Hydra and its installed plugins register for one of Hydra's own groups
+    (`hydra/launcher`: basic, joblib, submitit_local, ...), beside those in configs/<group>/."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # imports the plugins, which register their configs
+    try:
+        return {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)}
+    except OSError:  # ConfigStore has no such group
+        return set()
 
 
 def check_group_choices(argv: list[str]) -> None:
@@ -37,10 +71,12 @@ def check_group_choices(argv: list[str]) -> None:
 
     for arg in argv[1:]:
         key, sep, value = arg.partition("=")
-        group = Path(CONFIG_DIR) / key.lstrip("+~")
+        name = key.lstrip("+~")
+        group = Path(CONFIG_DIR) / name
         if not sep or "." in key or not group.is_dir() or "," in value:
             continue
-        options = sorted(p.stem for p in group.glob("*.yaml"))
+        options = sorted({p.stem for p in group.glob("*.yaml")}
+                         | (hydra_group_options(name) if name.startswith("hydra/") else set()))
         if value not in options:
             print(f"error: unknown {key.lstrip('+~')} '{value}'; choose one of {options}", file=sys.stderr)
             sys.exit(2)
