@@ -11,6 +11,6 @@ fi
 # The planner-based source is the long one: collected beside the random one, two cores busy.
 python data_collection/collect.py --policy reckless start=random episodes=1500 "$@" &
 reckless=$!
-python data_collection/collect.py --policy random start=hazard episodes=500 "$@"
+python data_collection/collect.py --policy random start=hazard episodes=1000 "$@"
 wait "$reckless"
 python data_collection/mix.py "only=[low_hazard,reckless_19to1,reckless_10to1,reckless_5to1]"
