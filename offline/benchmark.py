@@ -8,18 +8,15 @@ the configured start modes, and write ONE results table (markdown + CSV) and a p
 Rerunning skips finished runs and resumes interrupted ones (train.py resumes a run dir); evaluations
 are cached in each run's eval/ folder. Outputs: <root>/results/{results.md,results.csv,runs.csv,results.png}.
 
-Fanning out: runs are independent, so any Hydra launcher can train them in parallel with train.py's
-multirun into the same layout, and this script (train=false) or offline/results.py tabulates them:
+Fanning out: runs are independent, so a Hydra launcher trains them side by side with train.py's
+multirun, into the same layout (configs/train.yaml, hydra.sweep), and offline/results.py (or this
+script with train=false) tabulates them (docs/BASELINES.md, "Fanning out"; pip install -e ".[sweep]"):
 
-    python offline/train.py -m algo=sevpo,fisor dataset=data/reach_avoid/high.h5,data/reach_avoid/low.h5 \\
-        seed=0,1,2 threads=1 hydra.sweep.dir=runs/benchmark \\
-        "hydra.sweep.subdir='\\${env.name}/\\${hydra:runtime.choices.algo}/\\${stem:\\${dataset}}/seed\\${seed}'" \\
-        hydra/launcher=joblib hydra.launcher.n_jobs=2     # pip install hydra-joblib-launcher
+    python offline/train.py -m hydra/launcher=cores algo=sevpo,fisor \
+        dataset=data/reach_avoid/high.h5,data/reach_avoid/low.h5 seed=0,1,2 threads=1 hydra.sweep.dir=runs/benchmark
     python offline/results.py runs/benchmark
 
-(The quotes keep the nested interpolation away from Hydra's override parser. Without a launcher
-option the runs go one after another in one process (checked by hand); hydra/launcher=submitit_slurm
-with hydra-submitit-launcher does the same on a cluster. Neither launcher is a dependency here.)
+hydra/launcher=slurm sends the same runs to a SLURM cluster (configs/hydra/launcher/).
 """
 
 import sys
