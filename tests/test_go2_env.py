@@ -126,6 +126,25 @@ def test_curriculum_moves_levels():
     assert env.terrain.track_row[env.track_id[0]].item() == 1
 
 
+def test_curriculum_state_survives_a_resume():
+    """PPO's checkpoints carry the rows (training/ppo.py): a new env put back on them starts every env
+    on its saved row; with more envs, the rows are drawn from the saved ones."""
+    env = make_env("go2_simple", num_envs=3, curriculum=True, **SMALL)
+    env.terrain_levels[:] = torch.tensor([1, 0, 1])
+    state = env.curriculum_state()
+    for n in (3, 5):
+        resumed = make_env("go2_simple", num_envs=n, curriculum=True, **{**SMALL, "seed": 1})
+        resumed.load_curriculum_state(state)
+        rows = resumed.terrain.track_row[resumed.track_id]
+        assert torch.equal(rows, resumed.terrain_levels)  # reset onto the restored rows
+        if n == 3:
+            assert resumed.terrain_levels.tolist() == [1, 0, 1]
+        else:
+            assert set(resumed.terrain_levels.tolist()) <= {0, 1}
+    with pytest.raises(ValueError, match="rows must lie in"):
+        resumed.load_curriculum_state({"terrain_levels": torch.tensor([7])})
+
+
 def test_qpos_recording_and_render_state():
     env = make_env("go2_simple", num_envs=2, record_qpos=True, **SMALL)
     for _ in range(3):

@@ -100,7 +100,10 @@ def test_train_expert_exports_a_card_and_resumes(work, capsys):
     r = ppo(work, *args, "max_iterations=3")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resuming" in r.stdout and (run_dir / "model_2.pt").is_file()
-    opt = torch.load(run_dir / "model_2.pt", weights_only=False)["optimizer_state_dict"]
+    saved = torch.load(run_dir / "model_2.pt", weights_only=False)
+    levels = saved["infos"]["curriculum"]["terrain_levels"]  # the expert's curriculum rows, for the next resume
+    assert levels.shape == (4,) and 0 <= int(levels.min()) and int(levels.max()) <= 1
+    opt = saved["optimizer_state_dict"]
     assert int(next(iter(opt["state"].values()))["step"]) == 3 * 5 * 2
     made = card_of(policy)["made_by"]
     assert made["iterations"] == 3 and made["checkpoint"] == str(run_dir / "model_2.pt")

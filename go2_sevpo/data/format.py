@@ -192,10 +192,7 @@ def _validate(path: Path, raw: dict[str, np.ndarray], obs_dim: int | None, act_d
     terminals, timeouts = flat["terminals"].astype(bool), flat["timeouts"].astype(bool)
     if not (terminals[-1] or timeouts[-1]):
         raise _fail(path, "the last trajectory has no end flag (terminals or timeouts)")
-    if obs_dim is not None and obs.shape[1] != obs_dim:
-        raise _fail(path, f"observation dim {obs.shape[1]} does not match the env's {obs_dim}")
-    if act_dim is not None and act.shape[1] != act_dim:
-        raise _fail(path, f"action dim {act.shape[1]} does not match the env's {act_dim}")
+    check_dims(path, obs.shape[1], act.shape[1], obs_dim, act_dim)
     return OfflineDataset(
         observations=obs.astype(np.float32, copy=False),
         next_observations=nobs.astype(np.float32, copy=False),
@@ -205,6 +202,14 @@ def _validate(path: Path, raw: dict[str, np.ndarray], obs_dim: int | None, act_d
         terminals=terminals,
         timeouts=timeouts,
     )
+
+
+def check_dims(path: str | Path, file_obs_dim: int, file_act_dim: int, obs_dim: int | None, act_dim: int | None) -> None:
+    """The file's observation / action sizes against the env's (None = not checked)."""
+    if obs_dim is not None and file_obs_dim != obs_dim:
+        raise _fail(path, f"observation dim {file_obs_dim} does not match the env's {obs_dim}")
+    if act_dim is not None and file_act_dim != act_dim:
+        raise _fail(path, f"action dim {file_act_dim} does not match the env's {act_dim}")
 
 
 def write_dataset(path: str | Path, arrays: dict[str, np.ndarray], extras: dict[str, np.ndarray] | None = None,

@@ -56,6 +56,10 @@ class EnvConfig:
     start: str = "random"
     eval_start: str = ""
 
+    def check_dataset(self, path: str, attrs: dict) -> None:
+        """Refuse, in one line (ValueError), a dataset made on another variant of this task; a task
+        whose variants differ in more than the observation size overrides this."""
+
 
 class BatchedEnv(VecEnv):
     """Base class: subclasses implement `_reset_idx`, `_physics_step` and `_observe`."""

@@ -18,6 +18,8 @@ _TASKS: dict[str, tuple[str, str]] = {
     "reach_avoid": ("go2_sevpo.envs.reach_avoid:ReachAvoidEnv", "go2_sevpo.envs.reach_avoid:ReachAvoidConfig"),
     "go2_simple": ("go2_sevpo.envs.go2.env:Go2NavEnv", "go2_sevpo.envs.go2.config:Go2SimpleConfig"),
     "go2_hard": ("go2_sevpo.envs.go2.env:Go2NavEnv", "go2_sevpo.envs.go2.config:Go2HardConfig"),
+    # Any Safety-Gymnasium task (env.task=...); needs the safety-gym extra (docs/SAFETY_GYM.md).
+    "safety_gym": ("go2_sevpo.envs.safety_gym.env:SafetyGymEnv", "go2_sevpo.envs.safety_gym.config:SafetyGymConfig"),
 }
 
 

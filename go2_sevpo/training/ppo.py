@@ -185,14 +185,17 @@ class PPOTraining:
             torch.set_num_threads(cfg.threads)
         runner = OnPolicyRunner(env, rsl_rl_config(cfg), log_dir=str(self.run_dir), device=str(env.device))
         stop_after_iteration(runner, stop, self.run_dir, cfg.max_iterations)
+        save_curriculum_with_checkpoints(runner, env)
         done = 0  # completed iterations
         found = checkpoints(self.run_dir)
         if found:
             it, path = found[-1]
             try:
-                runner.load(str(path), map_location=str(env.device))
+                infos = runner.load(str(path), map_location=str(env.device))
             except (RuntimeError, KeyError, EOFError) as e:
                 raise CheckpointError(f"{path}: cannot resume from it ({str(e).splitlines()[0]})") from None
+            if infos and "curriculum" in infos and hasattr(env, "load_curriculum_state"):
+                env.load_curriculum_state(infos["curriculum"])
             # rsl-rl's model_<it>.pt holds the state after iteration <it> (0-based): continue at it + 1.
             done = it + 1
             runner.current_learning_iteration = done
@@ -245,6 +248,20 @@ class PPOTraining:
         }
         export_policy(actor, self.run_dir / "exported" / "policy.pt", card)
         return export_policy(actor, self.export_path, card)
+
+
+def save_curriculum_with_checkpoints(runner, env) -> None:
+    """rsl-rl's model_<it>.pt holds networks, optimiser and iteration, but not the env's curriculum:
+    a resumed expert would restart every env on the easiest row. rsl-rl saves an `infos` entry with
+    each checkpoint (and returns it from `load`): fill it with the env's curriculum state."""
+    if not hasattr(env, "curriculum_state"):
+        return
+    save = runner.save
+
+    def save_with_curriculum(path: str, infos: dict | None = None) -> None:
+        save(path, {**(infos or {}), "curriculum": env.curriculum_state()})
+
+    runner.save = save_with_curriculum
 
 
 def stop_after_iteration(runner, stop: GracefulStop, run_dir: Path, total: int) -> None:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from go2_sevpo.algorithms import registry as algo_registry
 from go2_sevpo.algorithms.base import OfflineAlgorithm, PretrainContext
-from go2_sevpo.data.format import DatasetError, load_dataset
+from go2_sevpo.data.format import DatasetError, check_dims, load_dataset
 from go2_sevpo.data.sampler import DeviceSampler
 from go2_sevpo.envs import make_env, resolve_device
 from go2_sevpo.envs.registry import config_from_dict
@@ -129,11 +129,15 @@ class OfflineTrainer:
         self.env_overrides = env_overrides(cfg.env)
         self.obs_dim, self.act_dim = env_dims(self.env_name, self.env_overrides)
 
-        self.dataset = load_dataset(cfg.dataset, self.obs_dim, self.act_dim)
+        self.dataset = load_dataset(cfg.dataset)
         made_on = self.dataset.attrs.get("env")  # go2_simple and go2_hard share observation sizes
         if made_on and made_on != self.env_name:
             raise DatasetError(f"{cfg.dataset}: collected on env '{made_on}', not '{self.env_name}'; "
                                f"give env={made_on} or a dataset of {self.env_name}")
+        # The task's own check first (e.g. a DSRL file of another Safety-Gymnasium task names both
+        # tasks), then the sizes.
+        config_from_dict(self.env_name, self.env_overrides).check_dataset(cfg.dataset, self.dataset.attrs)
+        check_dims(cfg.dataset, self.dataset.obs_dim, self.dataset.act_dim, self.obs_dim, self.act_dim)
         self.fingerprint = self.dataset.fingerprint()
         self.normalizer = ObservationNormalizer(self.obs_dim).to(self.device)
         if cfg.normalize_obs:

@@ -149,6 +149,25 @@ class Go2NavEnv(BatchedEnv):
         mass[:, self.base_body_id] += self.added_mass[env_ids]
         self.physics.set_dynamics(env_ids, friction, mass)
 
+    # ----------------------------------------------------------------- curriculum state (PPO resume)
+    def curriculum_state(self) -> dict[str, torch.Tensor]:
+        """What a resumed PPO run needs to continue the curriculum where it stopped: every env's row."""
+        return {"terrain_levels": self.terrain_levels.cpu().clone()}
+
+    def load_curriculum_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Put the envs back on the saved rows and reset them there. With another number of envs, the
+        rows are drawn from the saved ones (the curriculum's distribution over rows carries over)."""
+        if not self.cfg.curriculum:
+            return
+        saved = torch.as_tensor(state["terrain_levels"], dtype=torch.long).to(self.device)
+        if saved.numel() == 0 or int(saved.min()) < 0 or int(saved.max()) >= self.cfg.terrain_rows:
+            raise ValueError(f"curriculum state: rows must lie in [0, {self.cfg.terrain_rows - 1}]")
+        if saved.numel() != self.num_envs:
+            saved = saved[self._randint(saved.numel(), (self.num_envs,))]
+        self.terrain_levels.copy_(saved)
+        self._last_outcome.zero_()
+        self.reset()
+
     # ----------------------------------------------------------------- BatchedEnv hooks
     def _reset_idx(self, env_ids: torch.Tensor) -> None:
         cfg, n = self.cfg, len(env_ids)
