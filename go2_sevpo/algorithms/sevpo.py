@@ -209,7 +209,8 @@ class SEVPO(OfflineAlgorithm):
         self.delta = self.threshold if cfg.objective_threshold is None else float(cfg.objective_threshold)
         self.trust_start_step = int(cfg.trust_start * total_steps)  # K_trust
         # With mu_1 = 0, exp(mu_1 A) = 1 for every advantage, so eq. 13 needs neither A nor its baseline
-        # Vf: both are skipped (the same weights and actor, bit for bit; about 10% of a step's matmuls).
+        # Vf: both are skipped (the same weights and arithmetic; about 10% of a step's matmuls; over a
+        # long run not bit-identical to computing them, docs/TRAINING_SPEED.md).
         self.weighs_advantages = cfg.mu_safe != 0
         # Running std of A and of A_c_hat (advantage_normalization=std), kept in the checkpoint.
         self.advantage_scale = torch.ones((), device=self.device)

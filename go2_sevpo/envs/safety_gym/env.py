@@ -82,6 +82,7 @@ class SafetyGymEnv(BatchedEnv):
         n = self.num_envs
         reward, cost = np.zeros(n), np.zeros(n)
         terminated, success = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        lengths = self.episode_length_buf.tolist()  # one read, not one device sync per env
         for i, env in enumerate(self.envs):
             obs, r, c, term, trunc, info = env.step(act[i])
             self._obs[i] = np.asarray(obs, dtype=np.float64).reshape(-1)
@@ -89,7 +90,7 @@ class SafetyGymEnv(BatchedEnv):
             success[i] = bool(info.get("goal_met", False))
             # safety_gymnasium truncates early only on a simulation exception (its time limit is the
             # base class's too): end that episode as a terminal rather than bootstrap through it.
-            early_truncation = trunc and int(self.episode_length_buf[i]) + 1 < self.max_episode_length
+            early_truncation = trunc and lengths[i] + 1 < self.max_episode_length
             terminated[i] = bool(term) or bool(early_truncation)
         as_t = lambda a, dtype=torch.float32: torch.as_tensor(a, dtype=dtype, device=self.device)  # noqa: E731
         term_t = as_t(terminated, torch.bool)
