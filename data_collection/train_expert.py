@@ -19,7 +19,11 @@ from go2_sevpo.training.ppo import PPOTraining, PPOTrainConfig
 register_schema(None, "train_expert", PPOTrainConfig)
 
 
-@hydra_entry("train_expert")
+GO2_ENVS = ("go2_simple", "go2_hard")
+
+
+@hydra_entry("train_expert", allowed={"env": (GO2_ENVS, "PPO experts are trained for the Go2 envs; reach_avoid's "
+                                               "expert is a planner (collect.py --policy expert env=reach_avoid)")})
 def main(cfg: DictConfig) -> None:
     training = PPOTraining(OmegaConf.to_object(cfg), HydraConfig.get().runtime.output_dir)
     path = training.train()

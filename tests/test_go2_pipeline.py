@@ -232,6 +232,19 @@ def test_bad_inputs_are_one_line_errors(work):
     r = run_repo_script("data_collection/collect.py", "--policy", "expert", "env=go2_simple",
                         f"checkpoint={work / 'expert.pt'}", "episodes=2", f"output={work / 'x.h5'}", *COLLECT)
     assert_one_line_error(r, "was trained for go2_hard, not go2_simple")
+    # Episode counts that are not a positive whole number, and PPO asked for an env it is not made for.
+    for episodes, shown in (("0", "got 0"), ("abc", "got 'abc'")):
+        r = run_repo_script("data_collection/collect.py", "--policy", "weak", "env=go2_simple",
+                            f"episodes={episodes}", f"output={work / 'y.h5'}", *COLLECT)
+        assert_one_line_error(r, f"episodes must be a whole number of at least 1, {shown}")
+    r = run_repo_script("data_collection/train_expert.py", "env=reach_avoid")
+    assert_one_line_error(r, "PPO experts are trained for the Go2 envs")
+    # A truncated policy file (as a cut-off copy under assets/ would be).
+    truncated = work / "truncated.pt"
+    truncated.write_bytes((work / "expert.pt").read_bytes()[:3000])
+    r = run_repo_script("data_collection/collect.py", "--policy", "expert", "env=go2_hard",
+                        f"checkpoint={truncated}", "episodes=2", f"output={work / 'y.h5'}", *COLLECT)
+    assert_one_line_error(r, "not a loadable TorchScript policy")
     # An expert checkpoint that does not exist: the message names the command that makes it (the
     # collect script prints this PolicyError as its one line, as above).
     with pytest.raises(PolicyError, match="does not exist; make it with `python data_collection/train_expert.py "

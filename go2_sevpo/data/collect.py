@@ -106,6 +106,9 @@ def collect(
     make_env(num_envs, seed) and make_policy(env, seed) build a chunk's env and policy, so that a
     chunk is reproducible on its own.
     """
+    for name, value in (("episodes", episodes), ("chunk_episodes", chunk_episodes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
     num_chunks = math.ceil(episodes / chunk_episodes)
     manifest = {"episodes": episodes, "chunk_episodes": chunk_episodes, "seed": seed, **attrs}
     # One collection per output; SIGTERM / SIGINT end it after the chunk in flight is written.
