@@ -13,6 +13,7 @@ kept transitions/s.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -22,13 +23,25 @@ def bench_ppo(args) -> None:
     from rsl_rl.runners import OnPolicyRunner
 
     from go2_sevpo.envs import make_env
-    from go2_sevpo.training.ppo import PPOTrainConfig, rsl_rl_config
+    from go2_sevpo.training.ppo import PPOAlgorithmConfig, PPOTrainConfig, rsl_rl_config, update_on_threads
 
-    cfg = PPOTrainConfig(num_steps_per_env=args.steps)
+    cfg = PPOTrainConfig(num_steps_per_env=args.steps,
+                         algorithm=PPOAlgorithmConfig(use_mixed_precision=args.mixed_precision))
     env = make_env(args.env, num_envs=args.envs, device=args.device, backend=args.backend, reward_mode="ppo",
                    curriculum=True, randomize_friction=True, randomize_base_mass=True,
                    randomize_motor_strength=True, push_robots=True)
     runner = OnPolicyRunner(env, rsl_rl_config(cfg), log_dir=None, device=str(env.device))  # no logging
+    if env.device.type == "cpu" and args.update_threads >= 0:  # as train_expert.py does (update_threads=0: all)
+        update_on_threads(runner, args.update_threads or os.cpu_count() or 1)
+    update, update_times = runner.alg.update, []
+
+    def timed_update():
+        t0 = time.perf_counter()
+        out = update()
+        update_times.append(time.perf_counter() - t0)
+        return out
+
+    runner.alg.update = timed_update
     times = []
     for _ in range(args.iterations):
         if env.device.type == "cuda":
@@ -39,9 +52,12 @@ def bench_ppo(args) -> None:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     per_it = sum(times[1:]) / max(1, len(times) - 1)
-    print(f"PPO {args.env} {args.backend} {env.device} {args.envs} envs x {args.steps} steps: "
-          f"{per_it:.2f} s/iteration, {args.envs * args.steps / per_it:,.0f} samples/s "
-          f"(mean of iterations 2..{args.iterations})")
+    per_update = sum(update_times[1:]) / max(1, len(update_times) - 1)
+    print(f"PPO {args.env} {args.backend} {env.device} {args.envs} envs x {args.steps} steps "
+          f"(update threads {args.update_threads if args.update_threads >= 0 else 'as collection'}, "
+          f"mixed precision {args.mixed_precision}): {per_it:.2f} s/iteration "
+          f"({per_it - per_update:.2f} collecting + {per_update:.2f} update), "
+          f"{args.envs * args.steps / per_it:,.0f} samples/s (mean of iterations 2..{args.iterations})")
 
 
 def bench_collect(args) -> None:
@@ -86,6 +102,9 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=6)
     p.add_argument("--episode-steps", type=int, default=200)
     p.add_argument("--only", choices=("ppo", "collect"), default=None)
+    p.add_argument("--update-threads", type=int, default=0,
+                   help="torch threads in PPO's update (0: every core, as train_expert.py; -1: collection's)")
+    p.add_argument("--mixed-precision", action="store_true", help="bfloat16 autocast in the update")
     args = p.parse_args()
     if args.only in (None, "ppo"):
         bench_ppo(args)

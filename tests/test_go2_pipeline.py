@@ -130,6 +130,38 @@ def test_train_expert_exports_a_card_and_resumes(work, capsys):
                                                "(Key 'learning_rat' not in 'PPOAlgorithmConfig')")
 
 
+def test_init_actor_starts_from_an_exported_policy_with_mixed_precision(work):
+    """`init_actor=FILE` starts a new run's actor at the exported policy (what a warm start from the
+    walking policy does), with bf16 autocast and the update on every core: the run's first
+    checkpoint moved away from the file, its first rollout used the file's actor (same normaliser
+    count at start), and a file of another architecture is a one-line error."""
+    from go2_sevpo.training.ppo import PPOTraining, PPOTrainConfig, init_actor_from_policy
+    from go2_sevpo.utils.errors import ConfigError
+
+    run_dir = work / "ppo_warm"
+    r = ppo(work, "env=go2_hard", f"init_actor={work / 'expert.pt'}", "max_iterations=1", "update_threads=2",
+            "algorithm.use_mixed_precision=true", f"export={work / 'warm.pt'}", f"hydra.run.dir={run_dir}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"actor initialised from {work / 'expert.pt'}" in r.stdout
+    start = {k.removeprefix("actor."): v for k, v in torch.jit.load(str(work / "expert.pt")).state_dict().items()}
+    after = torch.load(run_dir / "model_0.pt", weights_only=False)["actor_state_dict"]
+    assert after["obs_normalizer.count"] > start["obs_normalizer.count"]  # it kept counting from the file's
+    assert not torch.equal(after["mlp.0.weight"], start["mlp.0.weight"])  # and trained
+    assert (after["mlp.0.weight"] - start["mlp.0.weight"]).abs().max() < 0.05  # a few steps from it, not a fresh init
+
+    from omegaconf import OmegaConf
+    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PPOTrainConfig),
+                                              OmegaConf.load(run_dir / "config.yaml")))
+    cfg.model.actor_hidden_dims = [16]
+    training = PPOTraining(cfg, work / "unused")
+    from rsl_rl.runners import OnPolicyRunner
+    from go2_sevpo.training.ppo import rsl_rl_config
+    env = tiny_env()
+    runner = OnPolicyRunner(env, rsl_rl_config(training.cfg), log_dir=None, device="cpu")
+    with pytest.raises(ConfigError, match="another actor architecture"):
+        init_actor_from_policy(runner, env, str(work / "expert.pt"))
+
+
 # ----------------------------------------------------------------------------- 2. weak policy
 def test_weak_policy_trains_on_flat_ground_for_both_tasks(work):
     policy = work / "weak.pt"

@@ -15,6 +15,7 @@ TensorDict with the groups "policy" and "critic", `extras["time_outs"]`, `extras
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import sys
 import time
@@ -34,7 +35,7 @@ ROLES = ("expert", "weak")
 CUDA_NUM_ENVS, CPU_NUM_ENVS = 8192, 64
 # Settings that may change when a run is resumed (everything else must match the run's config.yaml).
 RESUME_FREE = ("max_iterations", "save_interval", "export", "device", "backend", "num_envs", "threads",
-               "init_at_random_ep_len")
+               "update_threads", "init_at_random_ep_len")
 
 
 @dataclass
@@ -53,6 +54,9 @@ class PPOAlgorithmConfig:
     use_clipped_value_loss: bool = True
     entropy_coef: float = 0.01
     max_grad_norm: float = 1.0
+    # bfloat16 autocast in the update's forward passes (rsl-rl's option; fp32 weights and optimiser).
+    # On a CPU with AVX-512 BF16 it makes the update 1.6-1.8x faster (docs/GO2_PIPELINE.md).
+    use_mixed_precision: bool = False
 
 
 @dataclass
@@ -80,7 +84,13 @@ class PPOTrainConfig:
     save_interval: int = 50  # iterations between rsl-rl checkpoints (model_<it>.pt); one more at the end
     init_at_random_ep_len: bool = True  # spread the first episodes' time-outs (rsl-rl's learn option)
     threads: int = 0  # torch CPU threads for the networks; 0 = leave as the env set it
+    # torch CPU threads for rsl-rl's update only (the physics thread pool is idle then); 0 = every core.
+    # Collection keeps `threads` (the env's 1 by default), so torch never competes with MuJoCo's pool.
+    update_threads: int = 0
     export: str = ""  # exported policy file; "" = the default file of (env, role) in go2_sevpo.policies
+    # An exported policy file (e.g. assets/policies/go2_weak.pt) whose normaliser and MLP start a new
+    # run's actor; the critic and the action std start fresh. "" = random init. Ignored on resume.
+    init_actor: str = ""
     # Envs the exported policy's card declares it for; [] = the training env only.
     policy_envs: list[str] = field(default_factory=list)
     algorithm: PPOAlgorithmConfig = field(default_factory=PPOAlgorithmConfig)
@@ -185,6 +195,8 @@ class PPOTraining:
             torch.set_num_threads(cfg.threads)
         runner = OnPolicyRunner(env, rsl_rl_config(cfg), log_dir=str(self.run_dir), device=str(env.device))
         stop_after_iteration(runner, stop, self.run_dir, cfg.max_iterations)
+        if env.device.type == "cpu":
+            update_on_threads(runner, cfg.update_threads or os.cpu_count() or 1)
         save_curriculum_with_checkpoints(runner, env)
         done = 0  # completed iterations
         found = checkpoints(self.run_dir)
@@ -200,6 +212,8 @@ class PPOTraining:
             done = it + 1
             runner.current_learning_iteration = done
             print(f"resuming {self.run_dir} after iteration {it} ({done}/{cfg.max_iterations} done)", flush=True)
+        elif cfg.init_actor:
+            init_actor_from_policy(runner, env, cfg.init_actor)
         remaining = cfg.max_iterations - done
         t0 = time.perf_counter()
         if remaining > 0:
@@ -262,6 +276,40 @@ def save_curriculum_with_checkpoints(runner, env) -> None:
         save(path, {**(infos or {}), "curriculum": env.curriculum_state()})
 
     runner.save = save_with_curriculum
+
+
+def init_actor_from_policy(runner, env, path: str) -> None:
+    """Start the actor from an exported policy of the same architecture (its card is checked against
+    the env first): the exported module holds `actor.<name>` for every actor tensor but the std."""
+    from go2_sevpo.policies.exported import PolicyFileError, load_policy_module
+
+    try:
+        module, _ = load_policy_module(path, env)
+    except PolicyFileError as e:
+        raise ConfigError(f"init_actor: {e}") from None
+    weights = {k.removeprefix("actor."): v for k, v in module.state_dict().items()}
+    actor = runner.alg.actor
+    expected = {k: v.shape for k, v in actor.state_dict().items() if k != "distribution.std_param"}
+    if {k: v.shape for k, v in weights.items()} != expected:
+        raise ConfigError(f"init_actor: {path} has another actor architecture than model.actor_hidden_dims")
+    actor.load_state_dict(weights, strict=False)
+    print(f"actor initialised from {path}", flush=True)
+
+
+def update_on_threads(runner, threads: int) -> None:
+    """On a CPU, collection runs MuJoCo's thread pool with torch on one thread; the update runs alone,
+    so it may use every core (256 envs: 1.17-1.31 s -> 0.70 s per update at 2 threads, measured)."""
+    update = runner.alg.update
+
+    def update_then_restore() -> dict:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return update()
+        finally:
+            torch.set_num_threads(before)
+
+    runner.alg.update = update_then_restore
 
 
 def stop_after_iteration(runner, stop: GracefulStop, run_dir: Path, total: int) -> None:

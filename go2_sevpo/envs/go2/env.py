@@ -256,6 +256,7 @@ class Go2NavEnv(BatchedEnv):
         log.update({
             "fall/orientation": fell_orientation.float().mean(), "fall/base_height": fell_height.float().mean(),
             "fall/body_contact": fell_contact.float().mean(), "task_reward": task_reward.mean(),
+            "success": success.float().mean(),  # per env-step, as fall/*: arrivals against falls over training
             "terrain_level": self.terrain_levels.float().mean(),
         })
         reward = task_reward + shaped if cfg.reward_mode == "ppo" else task_reward

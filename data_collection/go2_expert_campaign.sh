@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The go2_simple PPO expert on a CPU, in resumable pieces (issue 13; docs/GO2_PIPELINE.md, "CPU campaign").
+#
+#   bash data_collection/go2_expert_campaign.sh [TOTAL_ITERATIONS]     # default 4000
+#
+# Each piece runs until it is stopped (or reaches TOTAL_ITERATIONS) and resumes where the last one
+# stopped: rsl-rl's newest model_<it>.pt (networks, optimiser, iteration, curriculum rows) is copied to
+# $SHIP every 10 minutes and at the end, with the run's config.yaml and learning curve (curve.csv),
+# small enough to commit; on a machine without the run folder the piece starts from $SHIP.
+# The first piece starts the actor from the walking policy (assets/policies/go2_weak.pt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOTAL=${1:-4000}
+RUN=runs/ppo/go2_simple/expert/seed0
+SHIP=assets/policies/go2_simple_expert_campaign
+mkdir -p "$RUN" "$SHIP"
+
+newest() { ls "$1"/model_*.pt 2>/dev/null | sed 's/.*model_\([0-9]*\)\.pt/\1 &/' | sort -n | tail -1 | cut -d' ' -f2; }
+
+if [ -z "$(newest "$RUN")" ] && [ -n "$(newest "$SHIP")" ]; then
+  echo "resuming from the shipped checkpoint $(newest "$SHIP")"
+  cp "$(newest "$SHIP")" "$SHIP/config.yaml" "$RUN/"
+fi
+
+ship() {  # newest checkpoint + config + curve into $SHIP, atomically (copy, then rename)
+  local ckpt; ckpt=$(newest "$RUN")
+  [ -n "$ckpt" ] || return 0
+  cp "$ckpt" "$SHIP/.tmp.pt" && mv "$SHIP/.tmp.pt" "$SHIP/$(basename "$ckpt")"
+  find "$SHIP" -name 'model_*.pt' ! -name "$(basename "$ckpt")" -delete
+  cp "$RUN/config.yaml" "$SHIP/config.yaml"
+  python data_collection/ppo_curve.py "$RUN" > "$SHIP/.curve.csv" 2>/dev/null && mv "$SHIP/.curve.csv" "$SHIP/curve.csv" || true
+}
+
+(while sleep 600; do ship; done) &
+SHIPPER=$!
+trap 'kill $SHIPPER 2>/dev/null; ship' EXIT
+
+# 256 envs x 24 steps = 6,144 samples per iteration; bf16 autocast and every core in the update
+# (docs/GO2_PIPELINE.md, measured); action std starts at 0.5 so the first rollouts keep the gait.
+nice -n 19 python data_collection/train_expert.py env=go2_simple device=cpu num_envs=256 \
+  max_iterations="$TOTAL" save_interval=25 algorithm.use_mixed_precision=true \
+  init_actor=assets/policies/go2_weak.pt model.init_noise_std=0.5 \
+  export="$SHIP/policy.pt"
