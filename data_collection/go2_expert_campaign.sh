@@ -2,6 +2,7 @@
 # The go2_simple PPO expert on a CPU, in resumable pieces (issue 13; docs/GO2_PIPELINE.md, "CPU campaign").
 #
 #   bash data_collection/go2_expert_campaign.sh [TOTAL_ITERATIONS]     # default 4000
+#   THREADS=1 taskset -c 0 bash data_collection/go2_expert_campaign.sh   # one core, beside other work
 #
 # Each piece runs until it is stopped (or reaches TOTAL_ITERATIONS) and resumes where the last one
 # stopped: rsl-rl's newest model_<it>.pt (networks, optimiser, iteration, curriculum rows) is copied to
@@ -11,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOTAL=${1:-4000}
+THREADS=${THREADS:-0}  # MuJoCo's pool and the update's torch threads; 0 = every core (may change on resume)
 RUN=runs/ppo/go2_simple/expert/seed0
 SHIP=assets/policies/go2_simple_expert_campaign
 mkdir -p "$RUN" "$SHIP"
@@ -39,5 +41,6 @@ trap 'kill $SHIPPER 2>/dev/null; ship' EXIT
 # (docs/GO2_PIPELINE.md, measured); action std starts at 0.5 so the first rollouts keep the gait.
 nice -n 19 python data_collection/train_expert.py env=go2_simple device=cpu num_envs=256 \
   max_iterations="$TOTAL" save_interval=25 algorithm.use_mixed_precision=true \
+  env.physics_threads="$THREADS" update_threads="$THREADS" \
   init_actor=assets/policies/go2_weak.pt model.init_noise_std=0.5 \
   export="$SHIP/policy.pt"

@@ -33,9 +33,11 @@ from go2_sevpo.utils.jobs import GracefulStop, Preempted, atomic_write_text, fol
 
 ROLES = ("expert", "weak")
 CUDA_NUM_ENVS, CPU_NUM_ENVS = 8192, 64
-# Settings that may change when a run is resumed (everything else must match the run's config.yaml).
+# Settings that may change when a run is resumed (everything else must match the run's config.yaml):
+# where and how fast it runs, not what it learns.
 RESUME_FREE = ("max_iterations", "save_interval", "export", "device", "backend", "num_envs", "threads",
                "update_threads", "init_at_random_ep_len")
+RESUME_FREE_ENV = ("env.physics_threads", "env.cpu_torch_threads")
 
 
 @dataclass
@@ -170,8 +172,8 @@ class PPOTraining:
         if not saved.exists():
             return
         old = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
-        strip = lambda d: {k: v for k, v in d.items() if k not in RESUME_FREE}  # noqa: E731
-        diff = changed_keys(strip(old), strip(self.config_dict))
+        diff = [k for k in changed_keys(old, self.config_dict)
+                if k.split(".")[0] not in RESUME_FREE and k not in RESUME_FREE_ENV]
         if diff:
             raise CheckpointError(f"{self.run_dir} holds a run with other settings {diff[:6]}; rerun with the same "
                                   "settings to resume, or use another hydra.run.dir")
