@@ -8,7 +8,8 @@
 # stopped: rsl-rl's newest model_<it>.pt (networks, optimiser, iteration, curriculum rows) is copied to
 # $SHIP every 10 minutes and at the end, with the run's config.yaml and learning curve (curve.csv),
 # small enough to commit; on a machine without the run folder the piece starts from $SHIP.
-# The first piece starts the actor from the walking policy (assets/policies/go2_weak.pt).
+# From a random init: a start from the walking policy (init_actor=assets/policies/go2_weak.pt,
+# model.init_noise_std=0.5) learned slower in the first 100 iterations (docs/GO2_PIPELINE.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOTAL=${1:-4000}
@@ -38,9 +39,7 @@ SHIPPER=$!
 trap 'kill $SHIPPER 2>/dev/null; ship' EXIT
 
 # 256 envs x 24 steps = 6,144 samples per iteration; bf16 autocast and every core in the update
-# (docs/GO2_PIPELINE.md, measured); action std starts at 0.5 so the first rollouts keep the gait.
+# (docs/GO2_PIPELINE.md, measured).
 nice -n 19 python data_collection/train_expert.py env=go2_simple device=cpu num_envs=256 \
   max_iterations="$TOTAL" save_interval=25 algorithm.use_mixed_precision=true \
-  env.physics_threads="$THREADS" update_threads="$THREADS" \
-  init_actor=assets/policies/go2_weak.pt model.init_noise_std=0.5 \
-  export="$SHIP/policy.pt"
+  env.physics_threads="$THREADS" update_threads="$THREADS" export="$SHIP/policy.pt"
