@@ -29,7 +29,7 @@ def bench_ppo(args) -> None:
                          algorithm=PPOAlgorithmConfig(use_mixed_precision=args.mixed_precision))
     env = make_env(args.env, num_envs=args.envs, device=args.device, backend=args.backend, reward_mode="ppo",
                    curriculum=True, randomize_friction=True, randomize_base_mass=True,
-                   randomize_motor_strength=True, push_robots=True)
+                   randomize_motor_strength=True, push_robots=True, cpu_torch_threads=args.collect_threads)
     runner = OnPolicyRunner(env, rsl_rl_config(cfg), log_dir=None, device=str(env.device))  # no logging
     if env.device.type == "cpu" and args.update_threads >= 0:  # as train_expert.py does (update_threads=0: all)
         update_on_threads(runner, args.update_threads or os.cpu_count() or 1)
@@ -105,6 +105,8 @@ def main() -> None:
     p.add_argument("--update-threads", type=int, default=0,
                    help="torch threads in PPO's update (0: every core, as train_expert.py; -1: collection's)")
     p.add_argument("--mixed-precision", action="store_true", help="bfloat16 autocast in the update")
+    p.add_argument("--collect-threads", type=int, default=1, help="torch threads while collecting (env option "
+                   "cpu_torch_threads; MuJoCo's pool runs beside them)")
     args = p.parse_args()
     if args.only in (None, "ppo"):
         bench_ppo(args)
