@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 task=(env=safety_gym env.task=SafetyPointGoal1-v0)
 python data_collection/collect.py --policy expert "${task[@]}" episodes=70 chunk_episodes=35 \
   output=data/safety_gym/PointGoal1_expert_70.h5 "$@"
-# About 3 in 10 random episodes cost more than 10: 500 episodes give the 150 unsafe ones of the 1:3 mix.
+# About 1 in 5 random episodes costs more than 10 (106 of these 500): the 1:3 mix's 150 unsafe
+# trajectories are drawn with replacement (the mixer records it), as the papers duplicate unsafe data.
 python data_collection/collect.py --policy random "${task[@]}" episodes=500 chunk_episodes=100 \
   output=data/safety_gym/PointGoal1_random_500.h5 "$@"
 python data_collection/mix.py only=[point_goal1_8to1,point_goal1_1to1,point_goal1_1to3]
