@@ -220,6 +220,18 @@ def test_collect_writes_the_task_into_the_file(tmp_path):
     with pytest.raises(ValueError, match=f"collected on task {TASK}, not SafetyCarGoal1-v0"):
         cfg.check_dataset(out, ds.attrs)
 
+    # The PointGoal1 recipes carry their own cost limit (10, not mix.yaml's 0): a recipe's limit is the
+    # one that sorts trajectories. At -1 no trajectory counts as safe, so this file has none to offer.
+    recipe = "recipes.point_goal1_1to1"
+    r = run("data_collection/mix.py", "only=[point_goal1_1to1]", f"{recipe}.source_dir={tmp_path}",
+            f"{recipe}.output={tmp_path / 'mix.h5'}", f"{recipe}.num_safe=1", f"{recipe}.cost_limit=-1",
+            f"{recipe}.safe_sources=[random.h5]", f"{recipe}.unsafe_sources=[random.h5]")
+    assert "needs 1 safe trajectories" in one_line_error(r) and "hold 0" in one_line_error(r)
+    r = run("data_collection/mix.py", "only=[point_goal1_1to1]", f"{recipe}.source_dir={tmp_path}",
+            f"{recipe}.output={tmp_path / 'mix.h5'}", f"{recipe}.num_safe=3", f"{recipe}.cost_limit=1000",
+            f"{recipe}.safe_sources=[random.h5]", f"{recipe}.unsafe_sources=[random.h5]")
+    assert "hold no unsafe trajectory" in one_line_error(r)  # at 1000 every trajectory is safe
+
 
 
 def aim_at_a_hazard(env, speed: float = 0.6, gap: float = 0.1) -> None:
