@@ -2,6 +2,9 @@
 
     python data_collection/mix.py                # high / medium / low quality reach-avoid datasets
     python data_collection/mix.py only=[go2_hard]  # data/go2_hard/mixed.h5: 6,000 expert + 3,000 weak trajectories
+    python data_collection/mix.py only=[point_goal1_8to1,point_goal1_1to1,point_goal1_1to3]  # our PointGoal1 data
+
+A recipe may set its own source_dir, output, num_safe and cost_limit.
 """
 
 from pathlib import Path
@@ -41,7 +44,7 @@ def main(cfg: DictConfig) -> None:
             num_safe=int(r.get("num_safe", cfg.num_safe)),
             safe_sources=[str(src / p) for p in r.safe_sources],
             unsafe_sources=[str(src / p) for p in r.unsafe_sources],
-            cost_limit=float(cfg.cost_limit),
+            cost_limit=float(r.get("cost_limit", cfg.cost_limit)),
             seed=int(cfg.seed),
         )
         for path in recipe.safe_sources + recipe.unsafe_sources:

@@ -1,6 +1,9 @@
 """Success rate and episode cost of a data-collection policy, over many parallel episodes.
 
     python data_collection/policy_stats.py --policy expert env=reach_avoid episodes=1000 start=paper
+    python data_collection/policy_stats.py --policy expert env=safety_gym env.task=SafetyPointGoal1-v0 episodes=20
+
+Goals per episode count steps with `success` set: a navigation task places a new goal once one is met.
 """
 
 import numpy as np
@@ -21,10 +24,12 @@ def main(cfg: DictConfig) -> None:
     ends = np.flatnonzero(batch["terminals"] | batch["timeouts"])
     starts = np.concatenate([[0], ends[:-1] + 1])
     cost = np.add.reduceat(batch["costs"], starts)
-    success = np.add.reduceat(batch["success"].astype(int), starts) > 0
+    goals = np.add.reduceat(batch["success"].astype(int), starts)
+    success = goals > 0
+    returns = np.add.reduceat(batch["rewards"], starts)
     lengths = ends - starts + 1
     print(f"policy={cfg.policy} env={env.cfg.name} start={cfg.start} episodes={len(ends)} seed={cfg.seed}: "
-          f"success {success.mean():.3f}  mean cost {cost.mean():.3f}  episodes with cost {np.mean(cost > 0):.3f}  "
+          f"success {success.mean():.3f}  mean return {returns.mean():.3f}  goals per episode {goals.mean():.2f}  mean cost {cost.mean():.3f}  episodes with cost {np.mean(cost > 0):.3f}  "
           f"mean length {lengths.mean():.1f}")
 
 

@@ -219,3 +219,81 @@ def test_collect_writes_the_task_into_the_file(tmp_path):
     cfg = config_from_dict("safety_gym", {"task": "SafetyCarGoal1-v0"})
     with pytest.raises(ValueError, match=f"collected on task {TASK}, not SafetyCarGoal1-v0"):
         cfg.check_dataset(out, ds.attrs)
+
+    # The PointGoal1 recipes carry their own cost limit (10, not mix.yaml's 0): a recipe's limit is the
+    # one that sorts trajectories. At -1 no trajectory counts as safe, so this file has none to offer.
+    recipe = "recipes.point_goal1_1to1"
+    r = run("data_collection/mix.py", "only=[point_goal1_1to1]", f"{recipe}.source_dir={tmp_path}",
+            f"{recipe}.output={tmp_path / 'mix.h5'}", f"{recipe}.num_safe=1", f"{recipe}.cost_limit=-1",
+            f"{recipe}.safe_sources=[random.h5]", f"{recipe}.unsafe_sources=[random.h5]")
+    assert "needs 1 safe trajectories" in one_line_error(r) and "hold 0" in one_line_error(r)
+    r = run("data_collection/mix.py", "only=[point_goal1_1to1]", f"{recipe}.source_dir={tmp_path}",
+            f"{recipe}.output={tmp_path / 'mix.h5'}", f"{recipe}.num_safe=3", f"{recipe}.cost_limit=1000",
+            f"{recipe}.safe_sources=[random.h5]", f"{recipe}.unsafe_sources=[random.h5]")
+    assert "hold no unsafe trajectory" in one_line_error(r)  # at 1000 every trajectory is safe
+
+
+
+def aim_at_a_hazard(env, speed: float = 0.6, gap: float = 0.1) -> None:
+    """Put every env's agent `gap` outside a hazard's edge (clear of the others, the vase and the goal),
+    facing and moving straight at it at `speed` m/s. The slide and hinge joints are in the agent body's
+    rotated frame, with zero displacement just after a reset."""
+    import mujoco
+
+    for e in env.envs:
+        t = e.unwrapped.task
+        size, hazards = t.hazards.size, np.array(t.hazards.pos)[:, :2]
+        others = np.vstack([np.array(t.vases.pos)[:, :2], t.goal.pos[None, :2]])
+        p0, rot = t.agent.pos[:2], t.agent.mat[:2, :2]
+        for h, angle in ((h, a) for h in hazards for a in np.linspace(0, 2 * np.pi, 16, endpoint=False)):
+            u = np.array([np.cos(angle), np.sin(angle)])
+            p = h + (size + gap) * u
+            if (np.linalg.norm(hazards - p, axis=1) - size).min() > gap - 1e-9 and np.linalg.norm(others - p, axis=1).min() > 0.45:
+                break
+        else:
+            raise AssertionError("no clear spot beside a hazard")
+        d = t.data
+        d.joint("x").qpos[:], d.joint("y").qpos[:] = rot.T @ (p - p0)
+        d.joint("x").qvel[:], d.joint("y").qvel[:] = rot.T @ (-speed * u)
+        d.joint("z").qpos[:] = np.arctan2(-u[1], -u[0]) - np.arctan2(rot[1, 0], rot[0, 0])
+        mujoco.mj_forward(t.model, d)
+        assert np.allclose(t.agent.pos[:2], p) and np.allclose(t.agent.vel[:2], -speed * u, atol=1e-6)
+
+
+@needs_extra
+def test_scripted_expert_reaches_goals_at_no_cost_where_random_does_not():
+    """The safety_gym expert (the Point-goal navigator) on the same four layouts as the random policy,
+    300 steps: every env meets a goal and gains return, none pays cost, and random does worse on both.
+    (Random pays no cost there either: it barely leaves its start in 300 steps.) Then both start
+    coasting into a hazard. Another task is refused in one line."""
+    from go2_sevpo.data.collect import rollout_first_episodes
+    from go2_sevpo.policies import PolicyError, make_policy
+
+    n, steps = 4, 300
+    result = {}
+    for name in ("expert", "random"):
+        env = make_env("safety_gym", task=TASK, num_envs=n, seed=2, max_episode_length=steps)
+        batch = rollout_first_episodes(env, make_policy(name, env, seed=0))
+        per_env = lambda k: batch[k].reshape(n, steps).astype(np.float64).sum(1)  # noqa: E731  env-major
+        result[name] = {k: per_env(k) for k in ("rewards", "costs", "success")}
+    expert, rand = result["expert"], result["random"]
+    assert (expert["success"] >= 1).all() and (expert["rewards"] > 1.0).all(), expert
+    assert expert["costs"].sum() == 0 <= rand["costs"].sum(), (expert, rand)
+    assert expert["rewards"].mean() > rand["rewards"].mean() + 1.0 and expert["success"].sum() > rand["success"].sum()
+
+    # Started 0.1 m from a hazard's edge, coasting straight at it at 0.6 m/s: random drifts in, the
+    # expert brakes and steers clear.
+    cost = {}
+    for name in ("expert", "random"):
+        env = make_env("safety_gym", task=TASK, num_envs=n, seed=2, max_episode_length=steps)
+        aim_at_a_hazard(env)
+        policy, obs, cost[name] = make_policy(name, env, seed=0), env.get_observations()["policy"], 0.0
+        for _ in range(50):
+            obs, _, _, extras = env.step(policy(obs).clamp(-1, 1))
+            obs, cost[name] = obs["policy"], cost[name] + float(extras["costs"].sum())
+    assert cost["expert"] == 0 < cost["random"], cost
+
+    car = make_env("safety_gym", task="SafetyCarGoal1-v0", num_envs=1)
+    with pytest.raises(PolicyError, match="handles the Point goal tasks") as e:
+        make_policy("expert", car, seed=0)
+    assert "\n" not in str(e.value)

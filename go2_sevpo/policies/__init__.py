@@ -1,7 +1,8 @@
 """Policies that generate data: scripted or trained, looked up by name for an env.
 
 `make_policy(name, env, seed)` returns a callable obs -> action for all envs at once. Names:
-`random` (any env), `expert` (reach_avoid: the planner; Go2: a PPO checkpoint under assets/policies/),
+`random` (any env), `expert` (reach_avoid: the planner; Go2: a PPO checkpoint under assets/policies/; safety_gym's
+Point goal tasks: a scripted navigator on privileged state),
 `reckless` (reach_avoid: the planner blind to the hazard), `weak` (Go2), or a path to an exported TorchScript policy file. Checkpoint policies
 (`register_checkpoint_policy`) load a file, from its default place or `checkpoint=PATH`; a missing
 file is a one-line error naming the command that makes it.
@@ -68,8 +69,18 @@ def _reach_avoid_reckless(env: BatchedEnv, generator: torch.Generator) -> Policy
     return RecklessPlanner(generator=generator)
 
 
+def _safety_gym_expert(env: BatchedEnv, generator: torch.Generator) -> Policy:
+    from go2_sevpo.policies.safety_gym_navigator import PointGoalNavigator
+
+    try:
+        return PointGoalNavigator(env, generator=generator)
+    except ValueError as e:
+        raise PolicyError(str(e)) from None
+
+
 register_policy("reach_avoid", "expert", _reach_avoid_expert)
 register_policy("reach_avoid", "reckless", _reach_avoid_reckless)
+register_policy("safety_gym", "expert", _safety_gym_expert)  # Point goal tasks: a scripted navigator
 
 # Go2: PPO policies exported by data_collection/train_expert.py (docs/GO2_PIPELINE.md). The expert is
 # trained per task; the weak policy (trained on gap-free ground) serves both tasks.
