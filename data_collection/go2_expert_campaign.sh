@@ -6,8 +6,8 @@
 #
 # Each piece runs until it is stopped (or reaches TOTAL_ITERATIONS) and resumes where the last one
 # stopped: rsl-rl's newest model_<it>.pt (networks, optimiser, iteration, curriculum rows) is copied to
-# $SHIP every 10 minutes and at the end, with the run's config.yaml and learning curve (curve.csv),
-# small enough to commit; on a machine without the run folder the piece starts from $SHIP.
+# $SHIP every 10 minutes and at the end, with the run's config.yaml, TensorBoard events and learning
+# curve (curve.csv), small enough to commit; on a machine without the run folder the piece starts from $SHIP.
 # From a random init: a start from the walking policy (init_actor=assets/policies/go2_weak.pt,
 # model.init_noise_std=0.5) learned slower in the first 100 iterations (docs/GO2_PIPELINE.md).
 set -euo pipefail
@@ -22,7 +22,7 @@ newest() { ls "$1"/model_*.pt 2>/dev/null | sed 's/.*model_\([0-9]*\)\.pt/\1 &/'
 
 if [ -z "$(newest "$RUN")" ] && [ -n "$(newest "$SHIP")" ]; then
   echo "resuming from the shipped checkpoint $(newest "$SHIP")"
-  cp "$(newest "$SHIP")" "$SHIP/config.yaml" "$RUN/"
+  cp "$(newest "$SHIP")" "$SHIP/config.yaml" "$SHIP"/events.out.tfevents.* "$RUN/"
 fi
 
 ship() {  # newest checkpoint + config + curve into $SHIP, atomically (copy, then rename)
@@ -30,7 +30,7 @@ ship() {  # newest checkpoint + config + curve into $SHIP, atomically (copy, the
   [ -n "$ckpt" ] || return 0
   cp "$ckpt" "$SHIP/.tmp.pt" && mv "$SHIP/.tmp.pt" "$SHIP/$(basename "$ckpt")"
   find "$SHIP" -name 'model_*.pt' ! -name "$(basename "$ckpt")" -delete
-  cp "$RUN/config.yaml" "$SHIP/config.yaml"
+  cp "$RUN/config.yaml" "$RUN"/events.out.tfevents.* "$SHIP/"  # the events: the whole curve, on any machine
   python data_collection/ppo_curve.py "$RUN" > "$SHIP/.curve.csv" 2>/dev/null && mv "$SHIP/.curve.csv" "$SHIP/curve.csv" || true
 }
 
