@@ -13,7 +13,6 @@ kept transitions/s.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import torch
@@ -32,7 +31,7 @@ def bench_ppo(args) -> None:
                    randomize_motor_strength=True, push_robots=True, cpu_torch_threads=args.collect_threads)
     runner = OnPolicyRunner(env, rsl_rl_config(cfg), log_dir=None, device=str(env.device))  # no logging
     if env.device.type == "cpu" and args.update_threads >= 0:  # as train_expert.py does (update_threads=0: all)
-        update_on_threads(runner, args.update_threads or os.cpu_count() or 1)
+        update_on_threads(runner, args.update_threads)
     update, update_times = runner.alg.update, []
 
     def timed_update():
