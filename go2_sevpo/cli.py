@@ -64,21 +64,28 @@ def hydra_group_options(group: str) -> set[str]:
         return set()
 
 
-def check_group_choices(argv: list[str]) -> None:
+def check_group_choices(argv: list[str], allowed: dict[str, tuple[tuple[str, ...], str]] | None = None) -> None:
     """`env=nope` would make Hydra print a screenful (and list internal *_schema nodes): check
-    every `group=option` against configs/<group>/*.yaml first and fail in one line."""
+    every `group=option` against configs/<group>/*.yaml first and fail in one line. `allowed` narrows a
+    group for a script made for some of its options only (PPO experts: the Go2 envs): any other option,
+    in a sweep too, fails in one line that says why, before composing fails on some key it lacks."""
     from pathlib import Path
 
     for arg in argv[1:]:
         key, sep, value = arg.partition("=")
         name = key.lstrip("+~")
         group = Path(CONFIG_DIR) / name
-        if not sep or "." in key or not group.is_dir() or "," in value:
+        if not sep or "." in key:
             continue
-        options = sorted({p.stem for p in group.glob("*.yaml")}
-                         | (hydra_group_options(name) if name.startswith("hydra/") else set()))
-        if value not in options:
-            print(f"error: unknown {key.lstrip('+~')} '{value}'; choose one of {options}", file=sys.stderr)
+        if group.is_dir() and "," not in value:
+            options = sorted({p.stem for p in group.glob("*.yaml")}
+                             | (hydra_group_options(name) if name.startswith("hydra/") else set()))
+            if value not in options:
+                print(f"error: unknown {name} '{value}'; choose one of {options}", file=sys.stderr)
+                sys.exit(2)
+        if name in (allowed or {}) and any(v not in allowed[name][0] for v in value.split(",")):
+            options, why = allowed[name]
+            print(f"error: {key}={value} is not supported here: {why} (choose one of {list(options)})", file=sys.stderr)
             sys.exit(2)
 
 
@@ -106,17 +113,6 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
         sys.exit(2)
 
 
-def check_allowed_choices(argv: list[str], allowed: dict[str, tuple[tuple[str, ...], str]]) -> None:
-    """A script made for some options of a group only (PPO experts: the Go2 envs) says so in one line,
-    before composing fails on some key the other options lack."""
-    for arg in argv[1:]:
-        key, sep, value = arg.partition("=")
-        if sep and key in allowed and value not in allowed[key][0]:
-            options, why = allowed[key]
-            print(f"error: {key}={value} is not supported here: {why} (choose one of {list(options)})", file=sys.stderr)
-            sys.exit(2)
-
-
 def hydra_entry(config_name: str, flag_aliases: tuple[str, ...] = (),
                 allowed: dict[str, tuple[tuple[str, ...], str]] | None = None):
     """Decorator for a script's main: registers schemas, accepts `--flag value`, catches bad input.
@@ -126,8 +122,7 @@ def hydra_entry(config_name: str, flag_aliases: tuple[str, ...] = (),
     def decorate(fn: Callable) -> Callable:
         def main() -> None:
             hydra_argv(flag_aliases)
-            check_group_choices(sys.argv)
-            check_allowed_choices(sys.argv, allowed or {})
+            check_group_choices(sys.argv, allowed)
             register_configs()
             check_overrides(config_name, sys.argv)
             hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(one_line_errors(fn))()
