@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The go2_simple PPO expert on a CPU, in resumable pieces (issue 13; docs/GO2_PIPELINE.md, "CPU campaign").
+# A Go2 PPO expert on a CPU, in resumable pieces (issue 13; docs/GO2_PIPELINE.md, "CPU campaign").
 #
-#   bash data_collection/go2_expert_campaign.sh [TOTAL_ITERATIONS]     # default 4000
+#   bash data_collection/go2_expert_campaign.sh [TOTAL_ITERATIONS]     # go2_simple; default 4000
+#   ENV=go2_hard bash data_collection/go2_expert_campaign.sh            # the other task
 #   THREADS=1 taskset -c 0 bash data_collection/go2_expert_campaign.sh   # one core, beside other work
 #
 # Each piece runs until it is stopped (or reaches TOTAL_ITERATIONS) and resumes where the last one
@@ -14,8 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TOTAL=${1:-4000}
 THREADS=${THREADS:-0}  # MuJoCo's pool and the update's torch threads; 0 = every core (may change on resume)
-RUN=runs/ppo/go2_simple/expert/seed0
-SHIP=assets/policies/go2_simple_expert_campaign
+ENV=${ENV:-go2_simple}
+case "$ENV" in go2_simple|go2_hard) ;; *) echo "error: ENV must be go2_simple or go2_hard, got '$ENV'" >&2; exit 2;; esac
+RUN=runs/ppo/$ENV/expert/seed0
+SHIP=assets/policies/${ENV}_expert_campaign
 mkdir -p "$RUN" "$SHIP"
 
 newest() { ls "$1"/model_*.pt 2>/dev/null | sed 's/.*model_\([0-9]*\)\.pt/\1 &/' | sort -n | tail -1 | cut -d' ' -f2; }
@@ -40,6 +43,6 @@ trap 'kill $SHIPPER 2>/dev/null; ship' EXIT
 
 # 256 envs x 24 steps = 6,144 samples per iteration; bf16 autocast and every core in the update
 # (docs/GO2_PIPELINE.md, measured).
-nice -n 19 python data_collection/train_expert.py env=go2_simple device=cpu num_envs=256 \
+nice -n 19 python data_collection/train_expert.py env="$ENV" device=cpu num_envs=256 \
   max_iterations="$TOTAL" save_interval=25 algorithm.use_mixed_precision=true \
   env.physics_threads="$THREADS" update_threads="$THREADS" export="$SHIP/policy.pt"

@@ -9,6 +9,7 @@ files)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -250,12 +251,23 @@ def test_sevpo_on_the_mix_then_evaluate_with_video(work):
     out = run_dir / "eval/track_seed2"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["episodes"] == 3 and "fall_rate" in metrics and "success_rate" in metrics
-    assert metrics["videos"] == [str(out / "episode_0.mp4"), str(out / "episode_1.mp4")]
+    names = [Path(v).name for v in metrics["videos"]]
+    assert [n.split("_")[1] for n in names] == ["0", "1"], names  # video_outcome=any: the first two envs
+    assert all(re.fullmatch(r"episode_\d+_(success|fall|timeout|collision|out_of_bounds)\.mp4", n) for n in names)
     import imageio.v2 as imageio
 
-    frames = imageio.mimread(out / "episode_0.mp4")
+    frames = imageio.mimread(metrics["videos"][0])
     assert 2 <= len(frames) <= EPISODE_STEPS + 1 and frames[0].shape == (240, 320, 3)
     assert np.ptp(np.stack(frames).astype(np.int16)) > 0
+
+    # An outcome filter renders only episodes of that outcome (here: however many of 3 timed out).
+    r = run_repo_script("offline/evaluate.py", f"run={run_dir}", "episodes=3", "seed=2", "video=true",
+                        "video_episodes=3", "video_outcome=timeout")
+    assert r.returncode == 0, r.stderr[-3000:]
+    videos = json.loads((out / "metrics.json").read_text())["videos"]
+    assert len(videos) <= 3 and all(v.endswith("_timeout.mp4") for v in videos)
+    r = run_repo_script("offline/evaluate.py", f"run={run_dir}", "episodes=3", "video=true", "video_outcome=falls")
+    assert_one_line_error(r, "video_outcome must be one of any, success, fall, timeout, got 'falls'")
 
 
 # ----------------------------------------------------------------------------- 5. bad input

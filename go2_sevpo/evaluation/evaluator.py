@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from go2_sevpo.envs import make_env
+from go2_sevpo.envs.base import TerminationReason
 from go2_sevpo.evaluation.metrics import EpisodeRecords, reward_range_for, summarize
 from go2_sevpo.utils.jobs import atomic_write_text
 
@@ -35,9 +36,16 @@ class EvalConfig:
     record_envs: int = 20  # envs whose observation trajectories are kept for plots
     reward_min: float | None = None  # override the task's reward range for normalisation
     reward_max: float | None = None
-    # Render the first K episodes to <out_dir>/episode_<k>.mp4 (envs with a `record_qpos` option and a
+    # Render K episodes to <out_dir>/episode_<env>_<outcome>.mp4 (envs with a `record_qpos` option and a
     # MuJoCo scene, i.e. Go2); 0 = no video.
     video_episodes: int = 0
+    # Which episodes: any (the first K envs) | success | fall | timeout (the first K of that outcome
+    # among the first `video_pool` envs, whose states are all kept for the choice).
+    video_outcome: str = "any"
+    video_pool: int = 100
+
+
+VIDEO_OUTCOMES = ("any", "success", "fall", "timeout")
 
 
 @dataclass
@@ -50,6 +58,8 @@ class EvalResult:
     start: str
     qpos: np.ndarray | None = None  # (T + 1, V, nq) states of the first V envs when video_episodes > 0
     qpos_alive: np.ndarray | None = None  # (T + 1, V) bool, as `alive`
+    video_episodes: int = 0  # how many of the V recorded envs to render
+    video_outcome: str = "any"
     render_model: Any = None  # the env's MjModel to render qpos with
     dt: float = 0.0  # env seconds per step (video frame rate)
 
@@ -86,12 +96,16 @@ def run_episodes(policy: Policy, env_name: str, env_overrides: dict[str, Any], c
     overrides = {k: v for k, v in env_overrides.items() if k not in ("num_envs", "device", "seed", "start", "name")}
     probe_cfg = make_env_config(env_name, overrides)
     start = eval_start_mode(probe_cfg, cfg)
+    if cfg.video_outcome not in VIDEO_OUTCOMES:
+        raise ValueError(f"video_outcome must be one of {', '.join(VIDEO_OUTCOMES)}, got {cfg.video_outcome!r}")
     if cfg.video_episodes > 0:
         if not hasattr(probe_cfg, "record_qpos"):
             raise ValueError(f"env '{env_name}' cannot record videos (it has no record_qpos option)")
         overrides["record_qpos"] = True
     env = make_env(env_name, **overrides, num_envs=cfg.episodes, device=str(device), seed=cfg.seed, start=start)
-    num_video = min(cfg.video_episodes, env.num_envs)
+    # States are kept for the envs a video may show: the first K, or a pool to pick K of an outcome from.
+    num_video = min(cfg.video_episodes if cfg.video_outcome == "any" else max(cfg.video_episodes, cfg.video_pool),
+                    env.num_envs) if cfg.video_episodes > 0 else 0
     if num_video:
         env.qpos_history.clear()
         qpos = [env.get_render_state()[:num_video]]
@@ -136,6 +150,7 @@ def run_episodes(policy: Policy, env_name: str, env_overrides: dict[str, Any], c
     if num_video:
         result.qpos, result.qpos_alive = torch.stack(qpos).numpy(), torch.stack(qpos_alive).numpy()
         result.render_model, result.dt = env.mj_model, float(env.dt)
+        result.video_episodes, result.video_outcome = cfg.video_episodes, cfg.video_outcome
     return result
 
 
@@ -184,15 +199,26 @@ def evaluate_run(run_dir: str | Path, cfg: EvalConfig, device: str = "cpu", reus
     return metrics
 
 
+def episode_outcome(records: EpisodeRecords, i: int) -> str:
+    if records.success[i]:
+        return "success"
+    return {int(TerminationReason.FALL): "fall", int(TerminationReason.TIME_OUT): "timeout"}.get(
+        int(records.reasons[i]), TerminationReason(int(records.reasons[i])).name.lower())
+
+
 def write_videos(result: EvalResult, out_dir: Path) -> list[str]:
-    """One mp4 per recorded env: its first episode, start state included. (MuJoCo picks its GL platform
-    when first imported: scripts import go2_sevpo.rendering.video first, which selects EGL.)"""
+    """One mp4 per chosen env: its first episode, start state included, named by env index and outcome
+    (fewer than asked, possibly none, when the pool holds fewer episodes of that outcome). (MuJoCo picks
+    its GL platform when first imported: scripts import go2_sevpo.rendering.video first, which selects EGL.)"""
     from go2_sevpo.rendering.video import render_video
 
+    outcomes = [episode_outcome(result.records, i) for i in range(result.qpos.shape[1])]
+    chosen = [i for i, o in enumerate(outcomes) if result.video_outcome in ("any", o)][:result.video_episodes]
     paths = []
-    for i in range(result.qpos.shape[1]):
+    for i in chosen:
         frames = result.qpos[result.qpos_alive[:, i], i]
-        paths.append(str(render_video(result.render_model, frames, out_dir / f"episode_{i}.mp4", fps=1.0 / result.dt)))
+        path = out_dir / f"episode_{i}_{outcomes[i]}.mp4"
+        paths.append(str(render_video(result.render_model, frames, path, fps=1.0 / result.dt)))
     return paths
 
 
