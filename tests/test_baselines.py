@@ -363,6 +363,9 @@ def test_results_aggregation(tmp_path):
     assert math.isnan(one[0]["normalized_cost_std"])  # one seed: no spread
     md = results.markdown(groups, skipped=["x (not finished)"])
     assert "| fisor | 2 | 10 | 2.000 ± 1.414 |" in md and "## e / d / start=paper" in md and "x (not finished)" in md
+    assert "region IoU" in md and "| fall |" in md
+    no_region = [{**r, "region_iou": None} for r in rows]  # e.g. Go2: no oracle region, so no column
+    assert "region IoU" not in results.markdown(results.aggregate(no_region))
     unfinished = tmp_path / "root/e/fisor/d/seed3"
     (unfinished / "checkpoints").mkdir(parents=True)
     (unfinished / "checkpoints/latest.pt").write_bytes(b"")

@@ -35,6 +35,8 @@ TABLE_METRICS = (
     ("max_episode_cost", "max ep. cost", "{:.1f}"),
     ("mean_return", "return", "{:.1f}"),
     ("mean_cost", "cost", "{:.2f}"),
+    ("fall_rate", "fall", "{:.3f}"),  # legged tasks: episodes ended by a fall (0 elsewhere)
+    ("mean_length", "length", "{:.0f}"),
     # The learned safe region against the task's ground truth (reach_avoid's oracle); "-" for algorithms
     # without a region (BC, CPQ, COptiDICE) and tasks without an oracle.
     ("region_iou", "region IoU", "{:.3f}"),
@@ -167,12 +169,14 @@ def markdown(groups: Sequence[dict[str, Any]], skipped: Sequence[str] = ()) -> s
         sections.setdefault((g["env"], g["dataset"], g["start"]), []).append(g)
     for (env, dataset, start), entries in sections.items():
         lines += [f"## {env} / {dataset} / start={start}", ""]
-        header = ["algo", "seeds", "steps", *[h for _, h, _ in TABLE_METRICS]]
+        # A metric no entry of the section has (e.g. region IoU or normalised reward on Go2) is left out.
+        metrics = [(k, h, f) for k, h, f in TABLE_METRICS if any(not np.isnan(e[f"{k}_mean"]) for e in entries)]
+        header = ["algo", "seeds", "steps", *[h for _, h, _ in metrics]]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for e in entries:
             steps = ",".join(str(s) for s in e["steps"])
             lines.append("| " + " | ".join([e["algo"], str(e["seeds"]), steps,
-                                            *[_cell(e, k, f) for k, _, f in TABLE_METRICS]]) + " |")
+                                            *[_cell(e, k, f) for k, _, f in metrics]]) + " |")
         lines.append("")
     if skipped:
         lines += ["Not included (unfinished):", "", *[f"- {s}" for s in skipped], ""]
