@@ -58,8 +58,6 @@ class EvalResult:
     start: str
     qpos: np.ndarray | None = None  # (T + 1, V, nq) states of the first V envs when video_episodes > 0
     qpos_alive: np.ndarray | None = None  # (T + 1, V) bool, as `alive`
-    video_episodes: int = 0  # how many of the V recorded envs to render
-    video_outcome: str = "any"
     render_model: Any = None  # the env's MjModel to render qpos with
     dt: float = 0.0  # env seconds per step (video frame rate)
 
@@ -104,8 +102,8 @@ def run_episodes(policy: Policy, env_name: str, env_overrides: dict[str, Any], c
         overrides["record_qpos"] = True
     env = make_env(env_name, **overrides, num_envs=cfg.episodes, device=str(device), seed=cfg.seed, start=start)
     # States are kept for the envs a video may show: the first K, or a pool to pick K of an outcome from.
-    num_video = min(cfg.video_episodes if cfg.video_outcome == "any" else max(cfg.video_episodes, cfg.video_pool),
-                    env.num_envs) if cfg.video_episodes > 0 else 0
+    num_video = cfg.video_episodes if cfg.video_outcome == "any" else max(cfg.video_episodes, cfg.video_pool)
+    num_video = min(num_video, env.num_envs) if cfg.video_episodes > 0 else 0
     if num_video:
         env.qpos_history.clear()
         qpos = [env.get_render_state()[:num_video]]
@@ -150,7 +148,6 @@ def run_episodes(policy: Policy, env_name: str, env_overrides: dict[str, Any], c
     if num_video:
         result.qpos, result.qpos_alive = torch.stack(qpos).numpy(), torch.stack(qpos_alive).numpy()
         result.render_model, result.dt = env.mj_model, float(env.dt)
-        result.video_episodes, result.video_outcome = cfg.video_episodes, cfg.video_outcome
     return result
 
 
@@ -171,7 +168,7 @@ def evaluate(policy: LearnedPolicy, env_name: str, env_overrides: dict[str, Any]
         report = getattr(importlib.import_module(module), fn)
         metrics.update(report(result, policy.safe_set, Path(out_dir) / "plots" if out_dir else None, tag))
     if out_dir is not None and result.qpos is not None:
-        metrics["videos"] = write_videos(result, Path(out_dir))
+        metrics["videos"] = write_videos(result, Path(out_dir), cfg)
     if out_dir is not None:
         write_json(Path(out_dir) / "metrics.json", metrics)
     return metrics
@@ -200,20 +197,21 @@ def evaluate_run(run_dir: str | Path, cfg: EvalConfig, device: str = "cpu", reus
 
 
 def episode_outcome(records: EpisodeRecords, i: int) -> str:
+    """The reason's name as metrics' termination_reasons writes it, except "timeout" for TIME_OUT."""
+    reason = TerminationReason(int(records.reasons[i]))
     if records.success[i]:
         return "success"
-    return {int(TerminationReason.FALL): "fall", int(TerminationReason.TIME_OUT): "timeout"}.get(
-        int(records.reasons[i]), TerminationReason(int(records.reasons[i])).name.lower())
+    return "timeout" if reason == TerminationReason.TIME_OUT else reason.name.lower()
 
 
-def write_videos(result: EvalResult, out_dir: Path) -> list[str]:
+def write_videos(result: EvalResult, out_dir: Path, cfg: EvalConfig) -> list[str]:
     """One mp4 per chosen env: its first episode, start state included, named by env index and outcome
     (fewer than asked, possibly none, when the pool holds fewer episodes of that outcome). (MuJoCo picks
     its GL platform when first imported: scripts import go2_sevpo.rendering.video first, which selects EGL.)"""
     from go2_sevpo.rendering.video import render_video
 
     outcomes = [episode_outcome(result.records, i) for i in range(result.qpos.shape[1])]
-    chosen = [i for i, o in enumerate(outcomes) if result.video_outcome in ("any", o)][:result.video_episodes]
+    chosen = [i for i, o in enumerate(outcomes) if cfg.video_outcome in ("any", o)][:cfg.video_episodes]
     paths = []
     for i in chosen:
         frames = result.qpos[result.qpos_alive[:, i], i]

@@ -328,10 +328,10 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     steps = np.array([h["step"] for h in history])
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     # The last panel falls back to the raw return for tasks without a reward range or a region truth (Go2).
-    panels = (("success_rate", "failure_rate", "fall_rate"), ("mean_cost",),
-              ("normalized_reward", "region_iou", "unsafe_region_iou"), ("mean_return",))
-    for ax, keys in zip(axes, panels[:2] + (panels[2] if any(h.get(k) is not None for h in history
-                                                                for k in panels[2]) else panels[3],)):
+    scores = ("normalized_reward", "region_iou", "unsafe_region_iou")
+    if all(h.get(k) is None for h in history for k in scores):
+        scores = ("mean_return",)
+    for ax, keys in zip(axes, (("success_rate", "failure_rate", "fall_rate"), ("mean_cost",), scores)):
         for k in keys:
             values = [h.get(k) for h in history]
             if any(v is not None for v in values):
