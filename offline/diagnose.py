@@ -1,6 +1,6 @@
 """Separate a SEVPO or FISOR run's actor from its acting rule: re-evaluate the last checkpoint with
-each acting rule the algorithm has (SEVPO: sevpo, minqc, admissible, filtered, actor; FISOR: minqh,
-feasible, actor), same episodes and seed for each, from one or several start modes.
+each acting rule the algorithm has (SEVPO: sevpo, minqc, admissible, filtered, mode, actor; FISOR:
+minqh, feasible, feasible_mode, actor), same episodes and seed for each, from one or several start modes.
 
     python offline/diagnose.py runs/reach_avoid/sevpo/high/seed0 [--starts paper hazard] [--episodes 100]
     python offline/diagnose.py RUN --starts paper random_feasible hazard --json RUN/diagnose.json
@@ -26,11 +26,13 @@ RULES = {  # algorithm: {the config's `select` value: what it does}
         "minqc": "argmin Qc_hat (FISOR's rule)",
         "admissible": "first admissible candidate in the safe region, else argmin Qc_hat",
         "filtered": "first candidate with Qc_hat <= l and Qc <= delta in the safe region, else the sevpo rule",
+        "mode": "most typical candidate passing both cost tests (else the admissible ones) in the safe region, else argmin Qc_hat",
         "actor": "actor alone (one sample, no critic)",
     },
     "fisor": {
         "minqh": "argmin Qh (FISOR)",
         "feasible": "first candidate with Qh <= 0 in the feasible region, else argmin Qh",
+        "feasible_mode": "most typical candidate with Qh <= 0 in the feasible region, else argmin Qh",
         "actor": "actor alone (one sample, no critic)",
     },
 }

@@ -67,10 +67,10 @@ def test_train_then_evaluate(data, tmp_path):
                         "--json", str(tmp_path / "diag.json"))
     assert r.returncode == 0, r.stderr[-3000:]
     rules = [line.split("success")[0].split() for line in r.stdout.splitlines() if "success" in line]
-    assert rules == [[s, rule] for s in ("paper", "hazard") for rule in ("sevpo", "minqc", "admissible", "filtered", "actor")]
+    assert rules == [[s, rule] for s in ("paper", "hazard") for rule in ("sevpo", "minqc", "admissible", "filtered", "mode", "actor")]
     records = json.loads((tmp_path / "diag.json").read_text())
-    assert [r["start"] for r in records] == ["paper"] * 5 + ["hazard"] * 5
-    assert all(r["mean_cost"] > 0 for r in records[5:])  # every hazard start pays cost on its first step
+    assert [r["start"] for r in records] == ["paper"] * 6 + ["hazard"] * 6
+    assert all(r["mean_cost"] > 0 for r in records[6:])  # every hazard start pays cost on its first step
 
     # The critics against the truth rolled out on the known dynamics.
     r = run_repo_script("offline/critic_truth.py", str(run_dir), "--states", "4", "--rollouts", "2", "--horizon", "50",

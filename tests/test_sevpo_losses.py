@@ -163,6 +163,37 @@ def test_filtered_acting_rule_needs_both_cost_tests():
     assert first_admissible_index(qc_hat, safe, l, passed, fallback).tolist() == [2, 0, 2]
 
 
+def test_mode_rule_picks_the_dense_cluster_in_any_scale_and_dimension():
+    from go2_sevpo.algorithms.common import mode_index
+
+    torch.manual_seed(0)
+    for dim in (2, 12):
+        cluster = 0.4 + 0.02 * torch.randn(4, dim)  # the expert-like mode: 4 close candidates
+        spread = 2 * torch.rand(8, dim) - 1  # random-policy-like candidates all over the box
+        candidates = torch.cat([spread[:3], cluster, spread[3:]])[None]  # the cluster is not first: indices 3-6
+        everyone = torch.ones(1, 12, dtype=torch.bool)
+        assert 3 <= mode_index(candidates, everyone).item() <= 6
+        assert 3 <= mode_index(10 * candidates, everyone).item() <= 6  # no scale is tuned
+        no_cluster = everyone.clone()
+        no_cluster[0, 3:7] = False  # the mask is respected: never a candidate that did not pass
+        assert mode_index(candidates, no_cluster).item() not in range(3, 7)
+
+
+def test_mode_rule_prefers_both_cost_tests_then_the_admissible_ones():
+    from go2_sevpo.algorithms.common import mode_of_tested_index
+
+    c = torch.tensor([[0.0, 0.0], [0.5, 0.5], [0.52, 0.5], [0.5, 0.52], [-0.9, 0.9]])
+    candidates = c[None].repeat(4, 1, 1)  # 4 states x 5 candidates; 1-3 are the dense cluster
+    admissible = torch.tensor([[True] * 5, [True] * 5, [False] * 5, [True] * 5])
+    second = torch.tensor([[True, False, False, False, True]] + [[False] * 5] * 3)  # e.g. Qc <= delta
+    safe = torch.tensor([True, True, True, False])
+    fallback = torch.tensor([4, 4, 4, 4])
+    index = mode_of_tested_index(candidates, [admissible, second], safe, fallback).tolist()
+    assert index[0] in (0, 4)  # both tests passed by 0 and 4 only: the cluster is not eligible
+    assert index[1] in (1, 2, 3)  # none passes both: the mode of the admissible ones
+    assert index[2:] == [4, 4]  # nothing admissible / an unsafe state: the fallback
+
+
 def test_advantage_normalization_makes_the_weights_scale_free():
     from go2_sevpo.algorithms.sevpo import running_std
 

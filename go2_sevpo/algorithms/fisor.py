@@ -23,7 +23,7 @@ import torch
 
 from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, PretrainContext
 from go2_sevpo.algorithms.common import (cosine_factor, expectile_loss, first_admissible_index, hj_target,
-                                         implicit_value_step, reversed_expectile_loss)
+                                         implicit_value_step, mode_of_tested_index, reversed_expectile_loss)
 from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
 from go2_sevpo.networks import CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, soft_update, adam
 from go2_sevpo.utils.errors import ConfigError
@@ -63,7 +63,8 @@ class FISORConfig(AlgorithmConfig):
     num_candidates: int = 16  # actions sampled per state
     # minqh (FISOR): the candidate with the smallest Qh | feasible: in the feasible region the first
     # candidate with Qh <= 0 (a draw from the actor restricted to feasible actions), else the smallest
-    # Qh (SEVPO's `admissible` rule on FISOR's critic) | actor: one EMA-actor sample, no critic
+    # Qh (SEVPO's `admissible` rule on FISOR's critic) | feasible_mode: the most typical feasible
+    # candidate (SEVPO's `mode` rule on FISOR's critic) | actor: one EMA-actor sample, no critic
     select: str = "minqh"
 
 
@@ -97,8 +98,9 @@ class FISOR(OfflineAlgorithm):
             raise ConfigError("algo.feasibility_expectile and algo.reward_expectile must lie in (0, 1)")
         if cfg.num_candidates < 1:
             raise ConfigError("algo.num_candidates must be >= 1")
-        if cfg.select not in ("minqh", "feasible", "actor"):
-            raise ConfigError(f"algo.select={cfg.select!r} is not one of ('minqh', 'feasible', 'actor')")
+        rules = ("minqh", "feasible", "feasible_mode", "actor")
+        if cfg.select not in rules:
+            raise ConfigError(f"algo.select={cfg.select!r} is not one of {rules}")
         dev = self.device
         self.feasibility_critic = CriticEnsemble(obs_dim, act_dim, cfg.critic_hidden, cfg.num_critics).to(dev)  # Qh
         self.feasibility_critic_target = copy.deepcopy(self.feasibility_critic).requires_grad_(False)
@@ -209,6 +211,8 @@ class FISOR(OfflineAlgorithm):
                                 target=True).view(b, n)
         if self.cfg.select == "feasible":
             index = first_admissible_index(qh, self.safe_set(obs), 0.0)
+        elif self.cfg.select == "feasible_mode":
+            index = mode_of_tested_index(candidates, [qh <= 0.0], self.safe_set(obs), qh.argmin(1))
         else:
             index = qh.argmin(1)
         return candidates[torch.arange(b, device=obs.device), index]

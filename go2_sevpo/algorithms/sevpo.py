@@ -25,7 +25,7 @@ from tqdm import tqdm
 from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, PretrainContext
 # Shared with FISOR (and re-exported here for SEVPO's own tests): one implementation of each formula.
 from go2_sevpo.algorithms.common import (cosine_factor, expectile_loss, first_admissible_index, hj_target,
-                                         implicit_value_step, reversed_expectile_loss)
+                                         implicit_value_step, mode_of_tested_index, reversed_expectile_loss)
 from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
 from go2_sevpo.networks import (CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, adam, dropout_off,
                                 hard_update, soft_update)
@@ -98,12 +98,15 @@ class SEVPOConfig(AlgorithmConfig):
     # ---- acting
     num_candidates: int = 16  # N actions sampled per state
     # sevpo (paper): the rule of `select_action_index` (argmax f among admissible candidates in the
-    # safe region) | filtered (default, from the ablation ladder): in the safe region the first
-    # candidate with Qc_hat <= l and Qc <= delta (both cost tests passed, so f = Qr), else the sevpo
-    # rule: no argmax over the reward critic, whose errors an argmax amplifies | minqc: argmin Qc_hat
-    # (FISOR) | admissible: in the safe region the first candidate with Qc_hat <= l, else argmin
-    # Qc_hat | actor: the first EMA-actor sample, no critic (separates the actor from the rule)
-    select: str = "filtered"
+    # safe region) | mode (default, docs/SEVPO.md "Acting on the mode"): in the safe region the most
+    # typical candidate (kernel-density mode, `mode_index`) among those passing both cost tests
+    # (Qc_hat <= l and Qc <= delta, so f = Qr), else among the admissible ones, else argmin Qc_hat:
+    # the behaviour's expert mode rather than any draw, and no argmax over the reward critic, whose
+    # errors an argmax amplifies | filtered (the default before): the first candidate passing both
+    # tests, else the sevpo rule | minqc: argmin Qc_hat (FISOR) | admissible: in the safe region the
+    # first candidate with Qc_hat <= l, else argmin Qc_hat | actor: the first EMA-actor sample, no
+    # critic (separates the actor from the rule)
+    select: str = "mode"
 
 
 # Fields whose values change what stage 1 computes: the cache key (with the dataset's fingerprint).
@@ -185,7 +188,7 @@ def running_std(values: torch.Tensor, previous: torch.Tensor, step: int, rate: f
 
 def check_config(cfg: SEVPOConfig) -> None:
     choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"),
-               "select": ("sevpo", "minqc", "admissible", "filtered", "actor"), "objective_penalty": ("shifted", "paper"),
+               "select": ("sevpo", "minqc", "admissible", "filtered", "mode", "actor"), "objective_penalty": ("shifted", "paper"),
                "advantage_normalization": ("none", "std"), "unsafe_weighting": ("batch", "per_state")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
@@ -531,6 +534,10 @@ class SEVPO(OfflineAlgorithm):
             index = qc_hat.argmin(1)
         elif self.cfg.select == "admissible":
             index = first_admissible_index(qc_hat, self.safe_set(obs), self.threshold)
+        elif self.cfg.select == "mode":
+            _, qc = self.policy_q(flat_obs, flat_actions)
+            tests = [qc_hat <= self.threshold, qc.view(b, n) <= self.delta]
+            index = mode_of_tested_index(candidates, tests, self.safe_set(obs), qc_hat.argmin(1))
         else:
             qr, qc = self.policy_q(flat_obs, flat_actions)
             objective = safe_region_objective(qr, qc, self.delta, self.cfg.objective_penalty).view(b, n)
