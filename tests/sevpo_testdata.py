@@ -77,3 +77,11 @@ def run_repo_script(*args: str, timeout: float = 300) -> "subprocess.CompletedPr
     repo = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, *args], cwd=repo, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def assert_one_line_error(r: "subprocess.CompletedProcess", fragment: str) -> None:
+    """A script's bad-input contract: exit status 2 and exactly one stderr line, `error: ...` naming `fragment`."""
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr[-2000:]
+    assert fragment in lines[0], lines[0]

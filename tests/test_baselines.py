@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from sevpo_testdata import rollout_arrays, run_repo_script, write_reach_avoid_file
+from sevpo_testdata import assert_one_line_error, rollout_arrays, run_repo_script, write_reach_avoid_file
 
 from go2_sevpo.algorithms import registry
 from go2_sevpo.algorithms.base import PretrainContext
@@ -317,10 +317,6 @@ def data_file(tmp_path_factory):
     return write_reach_avoid_file(tmp_path_factory.mktemp("data") / "ra.h5", num_envs=48, steps=40, seed=0)
 
 
-def assert_one_line_error(r, fragment):
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
-    assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], r.stderr
 
 
 @pytest.mark.parametrize("name", ["fisor", "bc_all", "bc_safe", "cpq", "coptidice"])

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from sevpo_testdata import TINY_OVERRIDES, run_repo_script
+from sevpo_testdata import TINY_OVERRIDES, assert_one_line_error, run_repo_script
 
 # Toy scale: 4 envs x 8 steps per PPO iteration, 2 x 1 tracks, 20-25 step episodes, 32-unit MLPs.
 SMALL_TERRAIN = ["env.terrain_rows=2", "env.terrain_cols=1"]
@@ -33,11 +33,6 @@ def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("go2_pipeline")
 
 
-def assert_one_line_error(r: subprocess.CompletedProcess, fragment: str) -> None:
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
-    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr[-2000:]
-    assert fragment in lines[0], lines[0]
 
 
 def card_of(path: Path) -> dict:
@@ -253,7 +248,7 @@ def test_sevpo_on_the_mix_then_evaluate_with_video(work):
     assert metrics["episodes"] == 3 and "fall_rate" in metrics and "success_rate" in metrics
     names = [Path(v).name for v in metrics["videos"]]
     assert [n.split("_")[1] for n in names] == ["0", "1"], names  # video_outcome=any: the first two envs
-    assert all(re.fullmatch(r"episode_\d+_(success|fall|timeout|collision|out_of_bounds)\.mp4", n) for n in names)
+    assert all(re.fullmatch(r"episode_\d+_(success|fall|time_out|collision|out_of_bounds)\.mp4", n) for n in names)
     import imageio.v2 as imageio
 
     frames = imageio.mimread(metrics["videos"][0])
@@ -262,12 +257,12 @@ def test_sevpo_on_the_mix_then_evaluate_with_video(work):
 
     # An outcome filter renders only episodes of that outcome (here: however many of 3 timed out).
     r = run_repo_script("offline/evaluate.py", f"run={run_dir}", "episodes=3", "seed=2", "video=true",
-                        "video_episodes=3", "video_outcome=timeout")
+                        "video_episodes=3", "video_outcome=time_out")
     assert r.returncode == 0, r.stderr[-3000:]
     videos = json.loads((out / "metrics.json").read_text())["videos"]
-    assert len(videos) <= 3 and all(v.endswith("_timeout.mp4") for v in videos)
+    assert len(videos) <= 3 and all(v.endswith("_time_out.mp4") for v in videos)
     r = run_repo_script("offline/evaluate.py", f"run={run_dir}", "episodes=3", "video=true", "video_outcome=falls")
-    assert_one_line_error(r, "video_outcome must be one of any, success, fall, timeout, got 'falls'")
+    assert_one_line_error(r, "video_outcome must be one of any, success, fall, time_out, got 'falls'")
 
 
 # ----------------------------------------------------------------------------- 5. bad input

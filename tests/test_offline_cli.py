@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import pytest
 import torch
-from sevpo_testdata import run_repo_script, tiny_train_args, write_reach_avoid_file
+from sevpo_testdata import assert_one_line_error, run_repo_script, tiny_train_args, write_reach_avoid_file
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -20,11 +20,6 @@ def train_args(data: Path, run_dir: Path, cache: Path, *extra: str) -> list[str]
     return tiny_train_args(data, run_dir, cache, "steps=200", "save_interval=50", *extra)
 
 
-def assert_one_line_error(r: subprocess.CompletedProcess, fragment: str) -> None:
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
-    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
-    assert fragment in lines[0], lines[0]
 
 
 def actor_params(run_dir: Path) -> torch.Tensor:

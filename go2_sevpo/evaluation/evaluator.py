@@ -39,13 +39,13 @@ class EvalConfig:
     # Render K episodes to <out_dir>/episode_<env>_<outcome>.mp4 (envs with a `record_qpos` option and a
     # MuJoCo scene, i.e. Go2); 0 = no video.
     video_episodes: int = 0
-    # Which episodes: any (the first K envs) | success | fall | timeout (the first K of that outcome
+    # Which episodes: any (the first K envs) | success | fall | time_out (the first K of that outcome
     # among the first `video_pool` envs, whose states are all kept for the choice).
     video_outcome: str = "any"
     video_pool: int = 100
 
 
-VIDEO_OUTCOMES = ("any", "success", "fall", "timeout")
+VIDEO_OUTCOMES = ("any", "success", "fall", "time_out")
 
 
 @dataclass
@@ -197,11 +197,11 @@ def evaluate_run(run_dir: str | Path, cfg: EvalConfig, device: str = "cpu", reus
 
 
 def episode_outcome(records: EpisodeRecords, i: int) -> str:
-    """The reason's name as metrics' termination_reasons writes it, except "timeout" for TIME_OUT."""
+    """The episode's outcome as metrics' termination_reasons spells it (success, fall, time_out, ...)."""
     reason = TerminationReason(int(records.reasons[i]))
     if records.success[i]:
         return "success"
-    return "timeout" if reason == TerminationReason.TIME_OUT else reason.name.lower()
+    return reason.name.lower()
 
 
 def write_videos(result: EvalResult, out_dir: Path, cfg: EvalConfig) -> list[str]:
