@@ -7,7 +7,8 @@ dataset actions {Qc_hat(s, a) <= l}.
 Stage 2 (eq. 8-16): reward/cost critics Qr, Qc of the current policy, the objective f of eq. 10 with
 an expectile baseline Vf, and a diffusion actor trained with the safe-region loss (eq. 13) plus the
 unsafe-region loss (eq. 14, replaced by the trust-region loss of eq. 15 after K_trust steps).
-Acting: N candidates from the EMA actor, chosen by the rule in `select_action_index`.
+Acting: N candidates from the EMA actor, chosen by `select` (default `mode`: common.py's
+`mode_of_tested_index`; the paper's rule is `select_action_index`).
 """
 
 from __future__ import annotations
