@@ -317,8 +317,6 @@ def data_file(tmp_path_factory):
     return write_reach_avoid_file(tmp_path_factory.mktemp("data") / "ra.h5", num_envs=48, steps=40, seed=0)
 
 
-
-
 @pytest.mark.parametrize("name", ["fisor", "bc_all", "bc_safe", "cpq", "coptidice"])
 def test_cli_train_and_resume(name, data_file, tmp_path):
     import json

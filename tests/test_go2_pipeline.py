@@ -33,8 +33,6 @@ def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("go2_pipeline")
 
 
-
-
 def card_of(path: Path) -> dict:
     from go2_sevpo.policies.exported import read_card
 

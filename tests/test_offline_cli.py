@@ -20,8 +20,6 @@ def train_args(data: Path, run_dir: Path, cache: Path, *extra: str) -> list[str]
     return tiny_train_args(data, run_dir, cache, "steps=200", "save_interval=50", *extra)
 
 
-
-
 def actor_params(run_dir: Path) -> torch.Tensor:
     state = torch.load(run_dir / "checkpoints/latest.pt", weights_only=False)["algorithm"]
     return torch.cat([v.flatten() for k, v in sorted(state["actor"].items())])

@@ -92,20 +92,23 @@ def first_admissible_index(qc_hat: torch.Tensor, safe: torch.Tensor, threshold: 
     return torch.where(safe & ok.any(1), first, qc_hat.argmin(1) if fallback is None else fallback)
 
 
-def mode_index(candidates: torch.Tensor, passed: torch.Tensor) -> torch.Tensor:
+def mode_index(candidates: torch.Tensor, passed: torch.Tensor, sq_dist: torch.Tensor | None = None) -> torch.Tensor:
     """Index (B,) of the most typical of N candidates (B, N, A) among those that `passed` (B, N): the
     one where a Gaussian kernel density estimate of the passing candidates peaks, with Scott's
     bandwidth h = sigma * k^(-1 / (A + 4)) per state (sigma: the passing candidates' RMS spread,
     k: how many passed), so no scale is tuned and it holds in any action dimension. On mixed-quality
     data the behaviour distribution is a concentrated expert mode plus spread-out random actions, so
     its mode is the expert-like action; no reward critic is involved (its errors are not amplified).
-    Rows where nothing passed get index 0 (callers substitute their fallback)."""
+    Rows where nothing passed get index 0 (callers substitute their fallback). `sq_dist` (B, N, N): the
+    candidates' squared pairwise distances, when the caller already has them."""
     weight = passed.to(candidates.dtype)[..., None]
     count = weight.sum(1).clamp_min(1.0)  # (B, 1)
     mean = (candidates * weight).sum(1, keepdim=True) / count[:, None]
     spread = ((candidates - mean).pow(2) * weight).sum(1).mean(-1, keepdim=True) / count  # (B, 1): mean variance
     bandwidth = spread.sqrt().clamp_min(1e-3) * count.pow(-1.0 / (candidates.shape[-1] + 4))
-    log_kernel = -torch.cdist(candidates, candidates).pow(2) / (2 * bandwidth[..., None].pow(2))  # (B, N, N)
+    if sq_dist is None:
+        sq_dist = torch.cdist(candidates, candidates).pow(2)
+    log_kernel = -sq_dist / (2 * bandwidth[..., None].pow(2))  # (B, N, N)
     log_density = torch.logsumexp(log_kernel.masked_fill(~passed[:, None, :], float("-inf")), dim=-1)
     return log_density.masked_fill(~passed, float("-inf")).argmax(1)
 
@@ -116,11 +119,12 @@ def mode_of_tested_index(candidates: torch.Tensor, tests: list[torch.Tensor], sa
     (B, N) masks, the first required and each later one preferred. In the safe region: the mode
     (`mode_index`) of the candidates passing all tests; where none does, of those passing all but the
     last, and so on. Where none passes the first, or outside the safe region: `fallback` indices."""
+    sq_dist = torch.cdist(candidates, candidates).pow(2)  # the same for every tier
     index, found = fallback, torch.zeros_like(safe)
     for k in range(len(tests), 0, -1):
         passed = torch.stack(tests[:k]).all(0)
         has = passed.any(1) & ~found
-        index = torch.where(has, mode_index(candidates, passed), index)
+        index = torch.where(has, mode_index(candidates, passed, sq_dist), index)
         found = found | has
     return torch.where(safe & found, index, fallback)
 
