@@ -2,7 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
-from go2_sevpo.data.format import REQUIRED_KEYS, DatasetError, load_dataset, write_dataset
+from go2_sevpo.data.format import REQUIRED_KEYS, DatasetError, OfflineDataset, load_dataset, write_dataset
 from go2_sevpo.data.mix import MixRecipe, mix
 from go2_sevpo.data.summary import safe_mask, summarize
 
@@ -46,6 +46,19 @@ def test_round_trip_and_layout(tmp_path):
     np.testing.assert_allclose(ds.episode_costs(), [0, 2, 0])
     assert safe_mask(ds, 0.0).tolist() == [True, False, True]
     assert "safe:unsafe   2:1" in summarize(ds)
+
+
+def test_discounted_to_go_restarts_at_every_trajectory_end():
+    arrays = make_arrays(lengths=(3, 4, 1, 2), costs_per_traj=(0, 2, 0, 1))
+    ds = OfflineDataset(**{k: arrays[k] for k in REQUIRED_KEYS})
+    r, gamma = arrays["rewards"].astype(np.float64), 0.9
+    expected = []
+    for start, end in ds.episode_bounds():  # naive double sum, one trajectory at a time
+        expected += [sum(gamma ** (k - t) * r[k] for k in range(t, end)) for t in range(start, end)]
+    np.testing.assert_allclose(ds.discounted_to_go(arrays["rewards"], gamma), expected, rtol=1e-12)
+    # the last row of a trajectory is its own reward: nothing leaks in from the next trajectory
+    ends = ds.episode_bounds()[:, 1] - 1
+    np.testing.assert_allclose(ds.discounted_to_go(arrays["rewards"], gamma)[ends], r[ends])
 
 
 def test_plain_dsrl_file_loads(tmp_path):

@@ -8,7 +8,7 @@ import torch
 from sevpo_testdata import TINY_ALGO, rollout_arrays
 
 from go2_sevpo.algorithms.base import PretrainContext
-from go2_sevpo.algorithms.sevpo import SEVPO, SEVPOConfig
+from go2_sevpo.algorithms.sevpo import SEVPO, SEVPOConfig, safe_region_objective
 from go2_sevpo.data.format import OfflineDataset
 from go2_sevpo.data.sampler import DeviceSampler
 from go2_sevpo.networks import DiffusionConfig
@@ -41,7 +41,8 @@ def make(ds, total_steps=10, seed=0, **overrides):
 
 
 def test_config_switches_are_validated(dataset):
-    for bad in ({"cost_transform": "bogus"}, {"unsafe_actions": "x"}, {"select": "best"}, {"objective_penalty": "y"}):
+    for bad in ({"cost_transform": "bogus"}, {"unsafe_actions": "x"}, {"select": "best"}, {"objective_penalty": "y"},
+                {"advantage_estimate": "mc"}):
         with pytest.raises(ConfigError):
             make(dataset, **bad)
 
@@ -146,6 +147,25 @@ def test_mu_safe_zero_skips_the_advantage_exactly(dataset):
         assert vf_moved == (mu != 0)  # Vf is trained only when its advantages weigh the loss
         params[mu] = torch.cat([p.flatten() for m in (algo.actor, algo.policy_critics) for p in m.parameters()])
     assert torch.equal(params[0.0], params[1e-30])
+
+
+def test_return_advantages_score_each_row_by_its_own_trajectory(dataset):
+    """advantage_estimate=return: f of a dataset row is eq. 10 on the discounted reward and cost its
+    trajectory collected from that row on, whatever the critics say; the weights follow from it."""
+    algo, sampler = make(dataset, mu_safe=1.0, advantage_estimate="return", stage1_steps=2)
+    algo.pretrain(context(dataset, sampler))
+    batch = sampler.sample(32)
+    reward_to_go = dataset.discounted_to_go(dataset.rewards, algo.cfg.gamma)[batch.rows.numpy()]
+    cost_to_go = dataset.discounted_to_go(dataset.costs, algo.cfg.gamma)[batch.rows.numpy()]
+    expected = safe_region_objective(torch.as_tensor(reward_to_go).float(), torch.as_tensor(cost_to_go).float(), algo.delta)
+    torch.testing.assert_close(algo.dataset_objective(batch), expected)
+    assert (cost_to_go > 0).any() and (cost_to_go == 0).any()  # both branches of f are exercised
+    with torch.no_grad():  # the critics do not enter: scrambling them leaves f unchanged
+        for p in algo.policy_critics_target.parameters():
+            p.add_(1.0)
+    torch.testing.assert_close(algo.dataset_objective(batch), expected)
+    out = algo.update(sampler, 0)
+    assert torch.isfinite(out["loss_actor"]) and "advantage_mean" in out
 
 
 def test_stage1_cache_reused_and_guarded(dataset, tmp_path):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -77,6 +78,12 @@ class SEVPOConfig(AlgorithmConfig):
     # std of about 13). std: each divided by a running (EMA 0.01) std of itself over the batches, so
     # the temperatures act on unit-free advantages on any reward and cost scale.
     advantage_normalization: str = "none"
+    # What stands for Qr and Qc of a DATASET action in eq. 13's f(s, a) (and in its baseline Vf).
+    # critic (paper): the stage-2 critics of the current policy. return: the discounted reward and cost
+    # the row's own trajectory collected from there on (Monte-Carlo, as AWR), exact for the behaviour
+    # that produced the row: a random-policy action followed by more random actions scores what that
+    # behaviour earned, with no critic error in the within-state ranking (docs/SEVPO.md).
+    advantage_estimate: str = "critic"
     max_safe_weight: float = 100.0  # clip of exp(mu_1 A)
     max_unsafe_weight: float = 150.0  # clip of exp(-mu_2 A_c_hat)
     # Ablation of eq. 13's masks: False trains the safe-region loss on EVERY dataset row (with
@@ -190,7 +197,7 @@ def running_std(values: torch.Tensor, previous: torch.Tensor, step: int, rate: f
 def check_config(cfg: SEVPOConfig) -> None:
     choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"),
                "select": ("sevpo", "minqc", "admissible", "filtered", "mode", "actor"), "objective_penalty": ("shifted", "paper"),
-               "advantage_normalization": ("none", "std"), "unsafe_weighting": ("batch", "per_state")}
+               "advantage_normalization": ("none", "std"), "advantage_estimate": ("critic", "return"), "unsafe_weighting": ("batch", "per_state")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"algo.{key}={getattr(cfg, key)!r} is not one of {allowed}")
@@ -219,6 +226,7 @@ class SEVPO(OfflineAlgorithm):
         # Running std of A and of A_c_hat (advantage_normalization=std), kept in the checkpoint.
         self.advantage_scale = torch.ones((), device=self.device)
         self.cost_advantage_scale = torch.ones((), device=self.device)
+        self.trajectory_to_go: torch.Tensor | None = None  # (rows, 2) reward, cost to go (advantage_estimate=return)
         dev = self.device
 
         # Stage 1 networks are initialised from `stage1_seed`, not the run seed, so a cached stage 1 is
@@ -259,6 +267,17 @@ class SEVPO(OfflineAlgorithm):
         q = (self.policy_critics_target if target else self.policy_critics)(obs, actions)
         n = self.cfg.num_critics
         return q[:n].min(0).values, q[n:].max(0).values
+
+    def dataset_objective(self, batch: TransitionBatch) -> torch.Tensor:
+        """Eq. 10's f of the batch's dataset actions, from the target critics (advantage_estimate=critic)
+        or from what each row's trajectory collected from there on (return)."""
+        if self.cfg.advantage_estimate == "return":
+            if self.trajectory_to_go is None:
+                raise RuntimeError("advantage_estimate=return: call pretrain first (it computes the returns to go)")
+            qr, qc = self.trajectory_to_go[batch.rows].unbind(1)
+        else:
+            qr, qc = self.policy_q(batch.observations, batch.actions, target=True)
+        return safe_region_objective(qr, qc, self.delta, self.cfg.objective_penalty)
 
     def safe_set(self, obs: torch.Tensor) -> torch.Tensor:
         """The learned largest safe region: Vc_hat(s) <= l (Definition 2)."""
@@ -384,6 +403,10 @@ class SEVPO(OfflineAlgorithm):
 
     def pretrain(self, context: PretrainContext) -> None:
         """Stage 1, trained once per (dataset, stage-1 config) and then loaded from the cache."""
+        if self.cfg.advantage_estimate == "return":  # recomputed on resume: a function of the data alone
+            data, gamma = context.dataset, self.cfg.gamma
+            to_go = [data.discounted_to_go(data.rewards, gamma), data.discounted_to_go(data.costs, gamma)]
+            self.trajectory_to_go = torch.as_tensor(np.stack(to_go, 1), dtype=torch.float32, device=self.device)
         if self.stage1_done:  # resumed from a checkpoint that already holds stage 1
             return
         path = self.stage1_cache_path(context)
@@ -424,8 +447,7 @@ class SEVPO(OfflineAlgorithm):
         out = {"loss_policy_critics": critic_loss.detach()}
         if self.weighs_advantages:  # baseline Vf(s): expectile (tau_r) of f(s, a) over dataset actions
             with torch.no_grad():
-                qr_t, qc_t = self.policy_q(obs, actions, target=True)
-                objective = safe_region_objective(qr_t, qc_t, self.delta, cfg.objective_penalty)
+                objective = self.dataset_objective(batch)
             vf = self.objective_value(obs)
             value_loss = expectile_loss(objective - vf, cfg.objective_expectile)
             self.value_optimizer.zero_grad(set_to_none=True)
@@ -444,8 +466,7 @@ class SEVPO(OfflineAlgorithm):
             safe = (cost_value <= self.threshold).float()  # s in S_safe
             admissible = (self.conservative_q(obs, actions) <= self.threshold).float()  # Qc_hat(s, a) <= l
             if self.weighs_advantages:
-                qr_t, qc_t = self.policy_q(obs, actions, target=True)
-                advantage = safe_region_objective(qr_t, qc_t, self.delta, cfg.objective_penalty) - self.objective_value(obs)
+                advantage = self.dataset_objective(batch) - self.objective_value(obs)
                 if cfg.advantage_normalization == "std":
                     self.advantage_scale = running_std(advantage, self.advantage_scale, step)
                     advantage = advantage / self.advantage_scale

@@ -68,6 +68,20 @@ class OfflineDataset:
         cums = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
         return cums[bounds[:, 1]] - cums[bounds[:, 0]]
 
+    def discounted_to_go(self, values: np.ndarray, gamma: float) -> np.ndarray:
+        """(N,) float64, per row t: sum over the rest of its trajectory of gamma^(k - t) values[k]
+        (a trajectory cut by a time-out counts only what it recorded). The recursion G_t = v_t +
+        gamma G_(t+1) runs backwards over the step index, all trajectories at once."""
+        bounds = self.episode_bounds()
+        lengths = bounds[:, 1] - bounds[:, 0]
+        local = np.arange(len(values)) - np.repeat(bounds[:, 0], lengths)  # step within its trajectory
+        episode = np.repeat(np.arange(len(bounds)), lengths)
+        padded = np.zeros((len(bounds), int(lengths.max()) + 1))
+        padded[episode, local] = values
+        for t in range(padded.shape[1] - 2, -1, -1):
+            padded[:, t] += gamma * padded[:, t + 1]
+        return padded[episode, local]
+
     def episode_returns(self) -> np.ndarray:
         return self.episode_sums(self.rewards)
 

@@ -24,6 +24,7 @@ class TransitionBatch(NamedTuple):
     next_observations: torch.Tensor  # (B, obs_dim)
     terminals: torch.Tensor  # (B,) float 0/1: true terminal (goal, failure)
     timeouts: torch.Tensor  # (B,) float 0/1: truncated by the time limit
+    rows: torch.Tensor | None = None  # (B,) int64: the rows' indices in the dataset (file order)
 
     def bootstrap_mask(self, timeout_is_terminal: bool = False) -> torch.Tensor:
         """1 where the Bellman target bootstraps from s'. Time-outs are not terminal (the episode was
@@ -75,7 +76,7 @@ class DeviceSampler:
 
     def gather(self, idx: torch.Tensor) -> TransitionBatch:
         obs, act, rew, cost, nobs, term, tout = self.table.index_select(0, idx).split(self._split, dim=1)
-        return TransitionBatch(obs, act, rew[:, 0], cost[:, 0], nobs, term[:, 0], tout[:, 0])
+        return TransitionBatch(obs, act, rew[:, 0], cost[:, 0], nobs, term[:, 0], tout[:, 0], idx)
 
     def all(self) -> TransitionBatch:
         """Every transition, in file order (for statistics and full-dataset passes)."""
