@@ -42,7 +42,7 @@ def make(ds, total_steps=10, seed=0, **overrides):
 
 def test_config_switches_are_validated(dataset):
     for bad in ({"cost_transform": "bogus"}, {"unsafe_actions": "x"}, {"select": "best"}, {"objective_penalty": "y"},
-                {"advantage_estimate": "mc"}):
+                {"advantage_estimate": "mc"}, {"admissible_test": "hindsight"}):
         with pytest.raises(ConfigError):
             make(dataset, **bad)
 
@@ -166,6 +166,25 @@ def test_return_advantages_score_each_row_by_its_own_trajectory(dataset):
     torch.testing.assert_close(algo.dataset_objective(batch), expected)
     out = algo.update(sampler, 0)
     assert torch.isfinite(out["loss_actor"]) and "advantage_mean" in out
+
+
+def test_data_admissibility_drops_rows_whose_trajectory_then_pays_cost(dataset):
+    """admissible_test=critic_and_data: a safe state's dataset action is imitated only if the cost
+    critic admits it AND its own trajectory's discounted cost to go is <= l. Against the critic's test
+    alone, on the same stage 1 and the same rows, some rows the critic admits are dropped."""
+    algo, sampler = make(dataset, admissible_test="critic_and_data", stage1_steps=2)
+    algo.pretrain(context(dataset, sampler))
+    batch = sampler.sample(256)
+    cost_to_go = torch.as_tensor(dataset.discounted_to_go(dataset.costs, algo.cfg.gamma)[batch.rows.numpy()]).float()
+    torch.testing.assert_close(algo.rows_to_go(batch)[1], cost_to_go)
+    critic_ok = algo.conservative_q(batch.observations, batch.actions) <= algo.threshold
+    assert ((cost_to_go > algo.threshold) & critic_ok).any()  # rows the data test removes and the critic keeps
+    plain, _ = make(dataset, stage1_steps=2)
+    plain.pretrain(context(dataset, sampler))
+    sampler_a, sampler_b = DeviceSampler(dataset, "cpu", 0), DeviceSampler(dataset, "cpu", 0)
+    with_data = float(algo.update(sampler_a, 0)["admissible_fraction"])
+    critic_only = float(plain.update(sampler_b, 0)["admissible_fraction"])
+    assert with_data < critic_only  # same rows, same stage 1: strictly fewer rows imitated
 
 
 def test_stage1_cache_reused_and_guarded(dataset, tmp_path):

@@ -84,6 +84,11 @@ class SEVPOConfig(AlgorithmConfig):
     # that produced the row: a random-policy action followed by more random actions scores what that
     # behaviour earned, with no critic error in the within-state ranking (docs/SEVPO.md).
     advantage_estimate: str = "critic"
+    # Which dataset actions of a safe state eq. 13 may imitate. critic (paper): Qc_hat(s, a) <= l.
+    # critic_and_data: also the row's own discounted cost to go <= l, i.e. the trajectory did not enter
+    # the hazard soon after this action (hindsight from the data, no reward involved): a random action
+    # the cost critic cannot tell from a safe one, but whose trajectory then paid cost, is not imitated.
+    admissible_test: str = "critic"
     max_safe_weight: float = 100.0  # clip of exp(mu_1 A)
     max_unsafe_weight: float = 150.0  # clip of exp(-mu_2 A_c_hat)
     # Ablation of eq. 13's masks: False trains the safe-region loss on EVERY dataset row (with
@@ -197,7 +202,8 @@ def running_std(values: torch.Tensor, previous: torch.Tensor, step: int, rate: f
 def check_config(cfg: SEVPOConfig) -> None:
     choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"),
                "select": ("sevpo", "minqc", "admissible", "filtered", "mode", "actor"), "objective_penalty": ("shifted", "paper"),
-               "advantage_normalization": ("none", "std"), "advantage_estimate": ("critic", "return"), "unsafe_weighting": ("batch", "per_state")}
+               "advantage_normalization": ("none", "std"), "advantage_estimate": ("critic", "return"),
+               "admissible_test": ("critic", "critic_and_data"), "unsafe_weighting": ("batch", "per_state")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"algo.{key}={getattr(cfg, key)!r} is not one of {allowed}")
@@ -268,13 +274,18 @@ class SEVPO(OfflineAlgorithm):
         n = self.cfg.num_critics
         return q[:n].min(0).values, q[n:].max(0).values
 
+    def rows_to_go(self, batch: TransitionBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The discounted reward and cost each batch row's trajectory collected from that row on."""
+        if self.trajectory_to_go is None:
+            raise RuntimeError("the data's returns to go are computed in pretrain: call it first")
+        reward_to_go, cost_to_go = self.trajectory_to_go[batch.rows].unbind(1)
+        return reward_to_go, cost_to_go
+
     def dataset_objective(self, batch: TransitionBatch) -> torch.Tensor:
         """Eq. 10's f of the batch's dataset actions, from the target critics (advantage_estimate=critic)
         or from what each row's trajectory collected from there on (return)."""
         if self.cfg.advantage_estimate == "return":
-            if self.trajectory_to_go is None:
-                raise RuntimeError("advantage_estimate=return: call pretrain first (it computes the returns to go)")
-            qr, qc = self.trajectory_to_go[batch.rows].unbind(1)
+            qr, qc = self.rows_to_go(batch)
         else:
             qr, qc = self.policy_q(batch.observations, batch.actions, target=True)
         return safe_region_objective(qr, qc, self.delta, self.cfg.objective_penalty)
@@ -403,7 +414,8 @@ class SEVPO(OfflineAlgorithm):
 
     def pretrain(self, context: PretrainContext) -> None:
         """Stage 1, trained once per (dataset, stage-1 config) and then loaded from the cache."""
-        if self.cfg.advantage_estimate == "return":  # recomputed on resume: a function of the data alone
+        if self.cfg.advantage_estimate == "return" or self.cfg.admissible_test == "critic_and_data":
+            # recomputed on resume: a function of the data alone
             data, gamma = context.dataset, self.cfg.gamma
             to_go = [data.discounted_to_go(data.rewards, gamma), data.discounted_to_go(data.costs, gamma)]
             self.trajectory_to_go = torch.as_tensor(np.stack(to_go, 1), dtype=torch.float32, device=self.device)
@@ -465,6 +477,8 @@ class SEVPO(OfflineAlgorithm):
             cost_value = self.conservative_cost_value(obs)
             safe = (cost_value <= self.threshold).float()  # s in S_safe
             admissible = (self.conservative_q(obs, actions) <= self.threshold).float()  # Qc_hat(s, a) <= l
+            if cfg.admissible_test == "critic_and_data":
+                admissible = admissible * (self.rows_to_go(batch)[1] <= self.threshold).float()
             if self.weighs_advantages:
                 advantage = self.dataset_objective(batch) - self.objective_value(obs)
                 if cfg.advantage_normalization == "std":
