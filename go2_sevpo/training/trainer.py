@@ -187,6 +187,15 @@ class OfflineTrainer:
         old = {k: v for k, v in payload["config"].items() if k not in RESUME_FREE}
         new = {k: v for k, v in self.config_dict.items() if k not in RESUME_FREE}
         diff = changed_keys(old, new)
+        # A switch the code gained after the checkpoint was written is absent from its config; at the
+        # switch's default it means the old behaviour (that is how switches are added), so it resumes.
+        defaults = {"algo." + f.name: getattr(self.algo.cfg.__class__(), f.name)
+                    for f in dataclasses.fields(self.algo.cfg)}
+        added = [k for k in diff if k.startswith("algo.") and "." not in k[5:] and k[5:] not in old.get("algo", {})
+                 and k in defaults and new["algo"][k[5:]] == defaults[k]]
+        if added:
+            self.message(f"resuming with settings added since the checkpoint, at their defaults: {added}")
+            diff = [k for k in diff if k not in added]
         if diff:
             raise CheckpointError(f"{self.run_dir} holds a run with other settings {diff[:6]}; rerun with the same "
                                   "settings to resume, or use another hydra.run.dir")
