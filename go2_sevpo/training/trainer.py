@@ -189,10 +189,9 @@ class OfflineTrainer:
         diff = changed_keys(old, new)
         # A switch the code gained after the checkpoint was written is absent from its config; at the
         # switch's default it means the old behaviour (that is how switches are added), so it resumes.
-        defaults = {"algo." + f.name: getattr(self.algo.cfg.__class__(), f.name)
-                    for f in dataclasses.fields(self.algo.cfg)}
-        added = [k for k in diff if k.startswith("algo.") and "." not in k[5:] and k[5:] not in old.get("algo", {})
-                 and k in defaults and new["algo"][k[5:]] == defaults[k]]
+        fresh = type(self.algo.cfg)()  # the code's defaults
+        added = [k for k in diff if k.startswith("algo.") and k[5:] not in old.get("algo", {})
+                 and hasattr(fresh, k[5:]) and new["algo"][k[5:]] == getattr(fresh, k[5:])]
         if added:
             self.message(f"resuming with settings added since the checkpoint, at their defaults: {added}")
             diff = [k for k in diff if k not in added]
