@@ -92,6 +92,8 @@ def bench(name: str, data: OfflineDataset, device: torch.device, steps: int, rep
     stage1 = hasattr(cfg, "stage1_steps")
     if stage1:
         cfg.stage1_steps = stage1_steps  # a short stage 1, so that the safe region is a realistic one
+    if hasattr(cfg, "vae_warmup_steps"):  # CCAC: its warm-up defaults to the run's length (1M steps here)
+        cfg.vae_warmup_steps = stage1_steps
     torch.manual_seed(0)
     sampler = DeviceSampler(data, device, seed=0)
     algo = build_algorithm(cfg, data.obs_dim, data.act_dim, 1_000_000, device, seed=0)
