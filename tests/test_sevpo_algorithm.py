@@ -3,6 +3,7 @@ and the stage-1 cache (reused for the same data and config, refused for another 
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from sevpo_testdata import TINY_ALGO, rollout_arrays
@@ -28,10 +29,10 @@ def dataset() -> OfflineDataset:
                           terminals=a["terminals"].astype(bool), timeouts=a["timeouts"].astype(bool))
 
 
-def context(ds, sampler, cache_dir="", fingerprint=None) -> PretrainContext:
+def context(ds, sampler, cache_dir="", fingerprint=None, cost_limit=0.0) -> PretrainContext:
     return PretrainContext(dataset=ds, sampler=sampler, fingerprint=fingerprint or ds.fingerprint(),
                            cache_dir=str(cache_dir), log=lambda *a: None, message=lambda m: None,
-                           log_interval=1000, show_progress=False)
+                           log_interval=1000, show_progress=False, cost_limit=cost_limit)
 
 
 def make(ds, total_steps=10, seed=0, **overrides):
@@ -185,6 +186,27 @@ def test_data_admissibility_drops_rows_whose_trajectory_then_pays_cost(dataset):
     with_data = float(algo.update(sampler_a, 0)["admissible_fraction"])
     critic_only = float(plain.update(sampler_b, 0)["admissible_fraction"])
     assert with_data < critic_only  # same rows, same stage 1: strictly fewer rows imitated
+
+
+def test_trajectory_admissibility_keeps_only_rows_of_trajectories_within_the_limit(dataset):
+    """admissible_test=critic_and_trajectory: a dataset action is imitated only if the cost critic
+    admits it AND its trajectory kept the episode cost limit (BC-safe's rows): no row of a costly
+    trajectory gets eq. 13 weight, and on the same rows and stage 1 fewer rows are imitated."""
+    algo, sampler = make(dataset, admissible_test="critic_and_trajectory", stage1_steps=2)
+    algo.pretrain(context(dataset, sampler))
+    lengths = np.diff(dataset.episode_bounds(), axis=1)[:, 0]
+    costly = np.repeat(dataset.episode_costs() > 0.0, lengths)  # the context's cost limit is 0
+    assert costly.any() and not costly.all()
+    np.testing.assert_array_equal(algo.trajectory_safe.numpy(), (~costly).astype(np.float32))
+    plain, _ = make(dataset, stage1_steps=2)
+    plain.pretrain(context(dataset, sampler))
+    sampler_a, sampler_b = DeviceSampler(dataset, "cpu", 0), DeviceSampler(dataset, "cpu", 0)
+    with_trajectory = float(algo.update(sampler_a, 0)["admissible_fraction"])
+    critic_only = float(plain.update(sampler_b, 0)["admissible_fraction"])
+    assert with_trajectory < critic_only
+    with pytest.raises(ConfigError, match="episode cost limit"):
+        make(dataset, admissible_test="critic_and_trajectory", stage1_steps=2)[0].pretrain(
+            context(dataset, sampler, cost_limit=None))
 
 
 def test_stage1_cache_reused_and_guarded(dataset, tmp_path):

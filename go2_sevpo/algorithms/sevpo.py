@@ -27,7 +27,8 @@ from tqdm import tqdm
 from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, PretrainContext
 # Shared with FISOR (and re-exported here for SEVPO's own tests): one implementation of each formula.
 from go2_sevpo.algorithms.common import (cosine_factor, expectile_loss, first_admissible_index, hj_target,
-                                         implicit_value_step, mode_of_tested_index, reversed_expectile_loss)
+                                         implicit_value_step, mode_of_tested_index, reversed_expectile_loss,
+                                         safe_trajectory_rows)
 from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
 from go2_sevpo.networks import (CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, adam, dropout_off,
                                 hard_update, soft_update)
@@ -88,6 +89,8 @@ class SEVPOConfig(AlgorithmConfig):
     # critic_and_data: also the row's own discounted cost to go <= l, i.e. the trajectory did not enter
     # the hazard soon after this action (hindsight from the data, no reward involved): a random action
     # the cost critic cannot tell from a safe one, but whose trajectory then paid cost, is not imitated.
+    # critic_and_trajectory: also the row's whole trajectory kept within the task's episode cost limit
+    # (BC-safe's test), so the rows an unsafe trajectory logged after it left the hazard are not imitated.
     admissible_test: str = "critic"
     max_safe_weight: float = 100.0  # clip of exp(mu_1 A)
     max_unsafe_weight: float = 150.0  # clip of exp(-mu_2 A_c_hat)
@@ -203,7 +206,8 @@ def check_config(cfg: SEVPOConfig) -> None:
     choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"),
                "select": ("sevpo", "minqc", "admissible", "filtered", "mode", "actor"), "objective_penalty": ("shifted", "paper"),
                "advantage_normalization": ("none", "std"), "advantage_estimate": ("critic", "return"),
-               "admissible_test": ("critic", "critic_and_data"), "unsafe_weighting": ("batch", "per_state")}
+               "admissible_test": ("critic", "critic_and_data", "critic_and_trajectory"),
+               "unsafe_weighting": ("batch", "per_state")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"algo.{key}={getattr(cfg, key)!r} is not one of {allowed}")
@@ -233,6 +237,7 @@ class SEVPO(OfflineAlgorithm):
         self.advantage_scale = torch.ones((), device=self.device)
         self.cost_advantage_scale = torch.ones((), device=self.device)
         self.trajectory_to_go: torch.Tensor | None = None  # (rows, 2) reward, cost to go (advantage_estimate=return)
+        self.trajectory_safe: torch.Tensor | None = None  # (rows,) 1 where the row's trajectory kept the limit
         dev = self.device
 
         # Stage 1 networks are initialised from `stage1_seed`, not the run seed, so a cached stage 1 is
@@ -419,6 +424,12 @@ class SEVPO(OfflineAlgorithm):
             data, gamma = context.dataset, self.cfg.gamma
             to_go = [data.discounted_to_go(data.rewards, gamma), data.discounted_to_go(data.costs, gamma)]
             self.trajectory_to_go = torch.as_tensor(np.stack(to_go, 1), dtype=torch.float32, device=self.device)
+        if self.cfg.admissible_test == "critic_and_trajectory":  # recomputed on resume, as above
+            if context.cost_limit is None:
+                raise ConfigError("algo.admissible_test=critic_and_trajectory needs the task's episode cost limit")
+            kept = torch.zeros(len(context.dataset), device=self.device)
+            rows = safe_trajectory_rows(context.dataset, float(context.cost_limit))  # BC-safe's rows
+            self.trajectory_safe = kept.index_fill_(0, torch.as_tensor(rows, device=self.device), 1.0)
         if self.stage1_done:  # resumed from a checkpoint that already holds stage 1
             return
         path = self.stage1_cache_path(context)
@@ -479,6 +490,8 @@ class SEVPO(OfflineAlgorithm):
             admissible = (self.conservative_q(obs, actions) <= self.threshold).float()  # Qc_hat(s, a) <= l
             if cfg.admissible_test == "critic_and_data":
                 admissible = admissible * (self.rows_to_go(batch)[1] <= self.threshold).float()
+            elif cfg.admissible_test == "critic_and_trajectory":
+                admissible = admissible * self.trajectory_safe[batch.rows]
             if self.weighs_advantages:
                 advantage = self.dataset_objective(batch) - self.objective_value(obs)
                 if cfg.advantage_normalization == "std":
