@@ -368,6 +368,28 @@ def test_results_aggregation(tmp_path):
     assert results.collect(runs, ["paper"], 3, message=lambda m: None) == ([], [f"{unfinished} (not finished)"])
 
 
+def test_runs_csv_round_trip_and_merge(tmp_path):
+    """A table assembled across sessions: the runs.csv written earlier reads back with its types, a run
+    evaluated again replaces its earlier row, and a file that is not a runs.csv is a clear error."""
+    def row(algo, seed, success, code="abc"):
+        return {"env": "e", "dataset": "d", "start": "paper", "algo": algo, "seed": seed, "steps": 10,
+                "episodes": 5, "eval_seed": 0, **{k: success for k, _, _ in results.TABLE_METRICS},
+                "region_iou": None, "fingerprint": "f", "code": code}
+
+    earlier = [row("bc_all", 0, 0.5), row("bc_all", 1, 0.25)]
+    results.write_results(earlier, tmp_path / "a")
+    back = results.read_rows(tmp_path / "a" / "runs.csv")
+    assert back == earlier  # ints, floats and the empty region IoU (None) come back as written
+    merged = results.merge_rows([row("bc_all", 1, 1.0, code="def")], back)
+    assert sorted((r["seed"], r["success_rate"], r["code"]) for r in merged) == [(0, 0.5, "abc"), (1, 1.0, "def")]
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a runs.csv"):
+        results.read_rows(tmp_path / "bad.csv")
+    (tmp_path / "a" / "runs.csv").write_text((tmp_path / "a" / "runs.csv").read_text().replace(",10,", ",ten,", 1))
+    with pytest.raises(ValueError, match=r"runs.csv:2: unreadable row"):
+        results.read_rows(tmp_path / "a" / "runs.csv")
+
+
 def test_cli_bad_algorithm_and_misspelt_key(data_file, tmp_path):
     assert_one_line_error(run_repo_script("offline/train.py", "algo=nonexistent", f"dataset={data_file}"),
                           "unknown algo 'nonexistent'")

@@ -122,15 +122,53 @@ def collect(runs: Sequence[Run], starts: Sequence[str], episodes: int, seed: int
         if not is_complete(run.path):
             skipped.append(f"{run.path} (not finished)")
             continue
-        steps = json.loads((run.path / "metrics.json").read_text()).get("steps")
+        trained = json.loads((run.path / "metrics.json").read_text())
         for start in starts:
             m = evaluate_run(run.path, start, episodes, seed, device)
             message(f"{run.algo} {run.env} {run.dataset} seed{run.seed} start={m['start']}: success "
                     f"{m['success_rate']:.2f}  cost {m['mean_cost']:.2f}  failure {m['failure_rate']:.2f}")
             rows.append({"env": run.env, "dataset": run.dataset, "start": m["start"], "algo": run.algo,
-                         "seed": run.seed, "steps": steps, "episodes": m["episodes"],
-                         **{k: m.get(k) for k, _, _ in TABLE_METRICS}})
+                         "seed": run.seed, "steps": trained.get("steps"), "episodes": m["episodes"], "eval_seed": seed,
+                         **{k: m.get(k) for k, _, _ in TABLE_METRICS},
+                         # Provenance: the dataset's content hash and the commit that trained the run.
+                         "fingerprint": trained.get("fingerprint"), "code": trained.get("code", "unknown")})
     return rows, skipped
+
+
+ROW_KEY = ("env", "dataset", "start", "algo", "seed")
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a runs.csv written by `write_results` (e.g. on another machine, or by an earlier
+    session whose run folders are gone), typed back: ints for seed/steps/episodes, floats (None when
+    empty) for the metrics."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such runs.csv")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = set(ROW_KEY + ("steps", "episodes", "eval_seed")) - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: not a runs.csv of offline/results.py (no column {', '.join(sorted(missing))})")
+        rows = []
+        for line, raw in enumerate(reader, 2):
+            try:
+                row: dict[str, Any] = dict(raw)
+                for key in ("seed", "steps", "episodes", "eval_seed"):
+                    row[key] = int(raw[key])
+                for key, _, _ in TABLE_METRICS:
+                    row[key] = float(raw[key]) if raw.get(key) not in (None, "") else None
+            except ValueError as e:
+                raise ValueError(f"{path}:{line}: unreadable row ({e})") from None
+            rows.append(row)
+    return rows
+
+
+def merge_rows(fresh: Sequence[dict[str, Any]], earlier: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`fresh` plus the `earlier` rows of (env, dataset, start, algo, seed) that `fresh` does not have:
+    a run evaluated here replaces its earlier row, so rerunning a job updates the table."""
+    have = {tuple(r[k] for k in ROW_KEY) for r in fresh}
+    return [*fresh, *(r for r in earlier if tuple(r[k] for k in ROW_KEY) not in have)]
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -188,7 +226,8 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         atomic_write_text(path, "")
         return
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        # The union of the rows' keys, in first-seen order: merged rows of older collections may lack a column.
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (";".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()})

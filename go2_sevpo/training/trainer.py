@@ -36,7 +36,7 @@ from go2_sevpo.evaluation.evaluator import EvalConfig, LearnedPolicy, evaluate, 
 from go2_sevpo.networks import ObservationNormalizer
 from go2_sevpo.training.checkpoint import CHECKPOINT_FORMAT, atomic_save, changed_keys, load_file
 from go2_sevpo.utils.errors import CheckpointError, ConfigError
-from go2_sevpo.utils.jobs import GracefulStop, Preempted, atomic_write_text, folder_lock, save_figure
+from go2_sevpo.utils.jobs import GracefulStop, Preempted, atomic_write_text, code_version, folder_lock, save_figure
 
 
 @dataclass
@@ -310,7 +310,7 @@ class OfflineTrainer:
         self.history.append(self._history_row(metrics))
         metrics.update({
             "algo": cfg.algo.name, "dataset": str(cfg.dataset), "fingerprint": self.fingerprint, "steps": self.step,
-            "train_seconds": round(self.train_seconds, 1), "history": self.history,
+            "code": code_version(), "train_seconds": round(self.train_seconds, 1), "history": self.history,
         })
         write_json(self.run_dir / "metrics.json", metrics)
         self.complete = True

@@ -201,3 +201,22 @@ def save_figure(fig, path: str | Path, **savefig_kwargs) -> None:
     """matplotlib's savefig, atomically and with DiskFull on a full disk."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", **savefig_kwargs)
+
+
+def code_version(repo: str | Path | None = None) -> str:
+    """The commit the code runs from, `<hash>` or `<hash>-dirty` with uncommitted changes to tracked
+    files ("unknown" outside a git checkout, e.g. an installed wheel): recorded with every result so a
+    table that mixes runs of several sessions or machines says which code produced each row."""
+    import subprocess
+
+    repo = Path(repo) if repo else Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True, text=True,
+                              timeout=10)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty else "")
