@@ -2,6 +2,7 @@
 (go2_sevpo/evaluation/critic_truth.py says what is measured and why).
 
     python offline/critic_truth.py runs/ladder/low/4_trust_region/seed0 [--states 48] [--json OUT]
+    python offline/critic_truth.py RUN --escape      # Qc_hat in the unsafe region against the best escape
 
 Bad input is one line on stderr with exit status 2.
 """
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from go2_sevpo.cli import one_line_errors
 from go2_sevpo.data.format import load_dataset
-from go2_sevpo.evaluation.critic_truth import CriticTruthConfig, critic_truth, format_report
+from go2_sevpo.evaluation.critic_truth import (CriticTruthConfig, critic_truth, escape_truth, format_escape_report,
+                                               format_report)
 from go2_sevpo.training.trainer import load_run
 from go2_sevpo.utils.errors import ConfigError
 
@@ -26,6 +28,9 @@ def main() -> None:
     for name in ("states", "grid", "rollouts", "horizon", "seed"):
         parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
     parser.add_argument("--json", default="", help="also write the figures to this file")
+    parser.add_argument("--escape", action="store_true",
+                        help="probe the conservative cost critic on unsafe states (eq. 14) instead, against the "
+                             "true best escape cost; --grid sets the action grid (5 is a finer probe)")
     args = parser.parse_args()
     algo, normalizer, payload = load_run(args.run)
     if payload["algo_config"].get("name") != "sevpo" or payload["env"] != "reach_avoid":
@@ -33,9 +38,9 @@ def main() -> None:
                           "the truth can only be rolled out for SEVPO on reach_avoid")
     dataset = load_dataset(payload["dataset"], payload["obs_dim"], payload["act_dim"])
     cfg = CriticTruthConfig(**{k: getattr(args, k) for k in ("states", "grid", "rollouts", "horizon", "seed")})
-    m = critic_truth(algo, normalizer, dataset, cfg)
+    m = (escape_truth if args.escape else critic_truth)(algo, normalizer, dataset, cfg)
     print(f"{args.run} (step {payload['step']}):")
-    print(format_report(m))
+    print((format_escape_report if args.escape else format_report)(m))
     if args.json:
         Path(args.json).write_text(json.dumps({"run": args.run, "step": payload["step"], **m}, indent=1))
 

@@ -40,3 +40,16 @@ def test_rank_correlation_signs():
     a = torch.tensor([[1.0, 2.0, 3.0], [0.0, 5.0, 1.0]])
     assert math.isclose(_rank_correlation(a, a), 1.0, rel_tol=1e-6)
     assert math.isclose(_rank_correlation(a, -a), -1.0, rel_tol=1e-6)
+
+
+def test_best_escape_cost_from_the_hazard_centre():
+    from go2_sevpo.evaluation.critic_truth import best_escape_cost
+
+    # At standstill in the centre, full throttle leaves the 0.8 m disc after about 26 steps of
+    # x = DT^2 n (n - 1) / 2; a first full-brake step wastes one step (v stays 0), never less.
+    centre = torch.zeros(2, 4)
+    cost = best_escape_cost(centre, torch.tensor([[1.0, 0.0], [-1.0, 0.0]]), gamma=1.0, horizon=300)
+    assert 20 <= float(cost[0]) <= 30 and float(cost[1]) == float(cost[0]) + 1
+    # Far from the hazard, heading away from it at speed: no cost whatever the first action.
+    away = torch.tensor([[2.0, -2.0, 1.0, -math.pi / 4]])
+    assert float(best_escape_cost(away, torch.tensor([[-1.0, 1.0]]), gamma=0.99, horizon=300)) == 0.0

@@ -5,6 +5,7 @@ and one run failing on bad input does not stop the others."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,6 +95,19 @@ def test_submitit_local_sweep_lands_in_the_results_layout(data, tmp_path):
     table = (root / "results" / "results.md").read_text()
     assert f"## reach_avoid / {data.stem} / start=paper" in table
     assert "| bc_all | 1 | 30 |" in table and "| bc_safe | 1 | 30 |" in table
+    if (REPO / ".git").exists():  # each row names the commit that trained it
+        assert all(re.fullmatch(r"[0-9a-f]{12}(-dirty)?", row["code"]) for row in rows), rows[0]["code"]
+
+    # A later collection merges the rows of this one (e.g. its run folders are gone): one run of
+    # another seed here, the earlier rows joined from their runs.csv, the same run replaced not doubled.
+    earlier = tmp_path / "earlier.csv"
+    earlier.write_bytes((root / "results" / "runs.csv").read_bytes())
+    (root / "reach_avoid" / "bc_safe").rename(tmp_path / "moved")
+    r = run_repo_script("offline/results.py", str(root), "--starts", "paper", "--episodes", "4", "--merge",
+                        str(earlier), "--output", str(tmp_path / "merged"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    merged = results.read_rows(tmp_path / "merged" / "runs.csv")
+    assert sorted((row["algo"], row["seed"]) for row in merged) == [("bc_all", 0), ("bc_safe", 0)]
 
 
 def test_unknown_launcher_is_one_line_naming_the_presets_and_plugins(tmp_path):

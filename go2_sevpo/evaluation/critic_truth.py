@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from go2_sevpo.algorithms.sevpo import safe_region_objective
-from go2_sevpo.envs.reach_avoid import observe, state_from_obs, transition
+from go2_sevpo.envs.reach_avoid import HAZARD_CENTER, HAZARD_RADIUS, hazard_distance, observe, state_from_obs, transition
 from go2_sevpo.envs.reach_avoid_oracle import feasible
 
 
@@ -141,6 +141,88 @@ def critic_truth(algo, normalizer, dataset, cfg: CriticTruthConfig) -> dict[str,
     out["admissible_false_safe"] = float((admissible & ~oracle).float().mean())  # admitted, truly infeasible
     out["admissible_false_unsafe"] = float((~admissible & oracle).float().mean())
     return out
+
+
+# ----------------------------------------------------------------------------- the escape (eq. 14)
+@torch.no_grad()
+def best_escape_cost(states: torch.Tensor, first_actions: torch.Tensor, gamma: float, horizon: int) -> torch.Tensor:
+    """True discounted cost of (s, a) followed by the best of a set of escape controllers, (B,): the
+    quantity the conservative cost critic Qc_hat(s, a) estimates (the least cost reachable after a,
+    eq. 6-7's low expectile over behaviour actions). The set: the 9 constant controls with acceleration
+    and turn in {-1, 0, 1}, and full throttle steering outward (heading to the hazard's far side). Its
+    minimum is an upper bound on the optimum and equals it in practice on this open, round hazard."""
+    outward_gain = 5.0  # rad/s per rad of heading error, clipped to the turn limit
+    levels = states.new_tensor([-1.0, 0.0, 1.0])
+    constants = torch.cartesian_prod(levels, levels)  # (9, 2)
+    best = torch.full((states.shape[0],), float("inf"), device=states.device)
+    for controller in range(constants.shape[0] + 1):
+        state, action, discount = states, first_actions, 1.0
+        cost = torch.zeros_like(best)
+        alive = torch.ones_like(best)
+        for _ in range(horizon):
+            out = transition(state, action)
+            cost += discount * alive * out["cost"]
+            alive = alive * (~(out["success"] | out["out_of_bounds"])).float()
+            state, discount = out["state"], discount * gamma
+            if controller < constants.shape[0]:
+                action = constants[controller].expand_as(first_actions)
+            else:
+                away = torch.atan2(state[:, 1] - HAZARD_CENTER[1], state[:, 0] - HAZARD_CENTER[0])
+                error = torch.atan2(torch.sin(away - state[:, 3]), torch.cos(away - state[:, 3]))
+                action = torch.stack([torch.ones_like(error), (outward_gain * error).clamp(-1, 1)], -1)
+        best = torch.minimum(best, cost)
+    return best
+
+
+@torch.no_grad()
+def escape_truth(algo, normalizer, dataset, cfg: CriticTruthConfig) -> dict[str, Any]:
+    """Does Qc_hat rank the actions of an UNSAFE state as the true best escape cost does? On `cfg.states`
+    dataset states outside the learned safe region, and on the same states at standstill (v = 0, where
+    no dataset row is: the stops inside the hazard of docs/SEVPO.md), x a grid x grid action grid."""
+    if algo.cfg.cost_transform != "none":
+        raise ValueError(f"cost_transform={algo.cfg.cost_transform}: Qc_hat is not a discounted cost, so there is "
+                         "no escape cost to compare it with")
+    gamma = algo.cfg.alpha * algo.cfg.gamma  # eq. 7's absorbing-state form discounts Vc_hat(s') by alpha gamma
+    device = algo.device
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed)
+    raw = torch.as_tensor(dataset.observations, device=device)
+    unsafe_rows = (~algo.safe_set(normalizer(raw))).nonzero().squeeze(1)
+    if unsafe_rows.numel() == 0:
+        raise ValueError("no dataset state lies outside the learned safe region: nothing to escape from")
+    pick = unsafe_rows[torch.randint(0, unsafe_rows.numel(), (cfg.states,), generator=gen, device=device)]
+    levels = torch.linspace(-1, 1, cfg.grid, device=device)
+    grid = torch.cartesian_prod(levels, levels)  # (G, 2): (acceleration, turn)
+    out: dict[str, Any] = {"states": cfg.states, "actions_per_state": grid.shape[0]}
+    for name, speed in (("data", None), ("standstill", 0.0)):
+        base = state_from_obs(raw[pick])
+        if speed is not None:
+            base = torch.cat([base[:, :2], torch.full_like(base[:, 2:3], speed), base[:, 3:]], 1)
+        states = base[:, None].expand(-1, grid.shape[0], 4).reshape(-1, 4)
+        actions = grid.repeat(cfg.states, 1)
+        true = best_escape_cost(states, actions, gamma, cfg.horizon).view(cfg.states, -1)
+        learned = algo.conservative_q(normalizer(observe(states)), actions).view(cfg.states, -1)
+        m = _errors(f"{name}_qc_hat", learned, true, torch.zeros_like(true), higher_is_better=False)
+        picked = learned.argmin(1)
+        m[f"{name}_qc_hat_argmin_brakes"] = float((grid[picked, 0] < 0).float().mean())
+        m[f"{name}_true_best_brakes"] = float((grid[true.argmin(1), 0] < 0).float().mean())
+        m[f"{name}_in_hazard"] = float((hazard_distance(base[:, :2]) < HAZARD_RADIUS).float().mean())
+        out.update(m)
+    return out
+
+
+def format_escape_report(m: dict[str, Any]) -> str:
+    lines = [f"Qc_hat against the best escape cost: {m['states']} dataset states outside the learned safe "
+             f"region x {m['actions_per_state']} actions"]
+    for name, label in (("data", "at the data's speed"), ("standstill", "at v = 0 (no data)")):
+        k = f"{name}_qc_hat"
+        lines.append(
+            f"  {label:20s} true mean {m[f'{k}_true_mean']:7.3f}  rmse {m[f'{k}_rmse']:7.3f}  bias {m[f'{k}_bias']:+7.3f}"
+            f"  | within a state: true spread {m[f'{k}_true_action_spread']:6.3f}  error "
+            f"{m[f'{k}_within_state_error']:6.3f}  rank corr {m[f'{k}_rank_correlation']:+.2f}  argmin regret "
+            f"{m[f'{k}_argmax_regret']:6.3f}  | argmin brakes {m[f'{name}_qc_hat_argmin_brakes']:.2f} (truth "
+            f"{m[f'{name}_true_best_brakes']:.2f}), in hazard {m[f'{name}_in_hazard']:.2f}")
+    return "\n".join(lines)
 
 
 def format_report(m: dict[str, Any]) -> str:
