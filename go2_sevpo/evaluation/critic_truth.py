@@ -193,20 +193,26 @@ def escape_truth(algo, normalizer, dataset, cfg: CriticTruthConfig) -> dict[str,
     pick = unsafe_rows[torch.randint(0, unsafe_rows.numel(), (cfg.states,), generator=gen, device=device)]
     levels = torch.linspace(-1, 1, cfg.grid, device=device)
     grid = torch.cartesian_prod(levels, levels)  # (G, 2): (acceleration, turn)
-    out: dict[str, Any] = {"states": cfg.states, "actions_per_state": grid.shape[0]}
-    for name, speed in (("data", None), ("standstill", 0.0)):
-        base = state_from_obs(raw[pick])
-        if speed is not None:
-            base = torch.cat([base[:, :2], torch.full_like(base[:, 2:3], speed), base[:, 3:]], 1)
+    data_states = state_from_obs(raw[pick])
+    inside = hazard_distance(data_states[:, :2]) < HAZARD_RADIUS
+    if not inside.any():
+        raise ValueError("none of the probed unsafe states is inside the hazard: raise --states")
+    # At standstill only the states inside the hazard are probed: outside it, standing still costs
+    # nothing, so every action that does not move ties with braking.
+    standstill = data_states[inside].clone()
+    standstill[:, 2] = 0.0
+    out: dict[str, Any] = {"states": cfg.states, "actions_per_state": grid.shape[0],
+                           "standstill_states": int(inside.sum())}
+    for name, base in (("data", data_states), ("standstill", standstill)):
+        n = base.shape[0]
         states = base[:, None].expand(-1, grid.shape[0], 4).reshape(-1, 4)
-        actions = grid.repeat(cfg.states, 1)
-        true = best_escape_cost(states, actions, gamma, cfg.horizon).view(cfg.states, -1)
-        learned = algo.conservative_q(normalizer(observe(states)), actions).view(cfg.states, -1)
+        actions = grid.repeat(n, 1)
+        true = best_escape_cost(states, actions, gamma, cfg.horizon).view(n, -1)
+        learned = algo.conservative_q(normalizer(observe(states)), actions).view(n, -1)
         m = _errors(f"{name}_qc_hat", learned, true, torch.zeros_like(true), higher_is_better=False)
-        picked = learned.argmin(1)
-        m[f"{name}_qc_hat_argmin_brakes"] = float((grid[picked, 0] < 0).float().mean())
-        m[f"{name}_true_best_brakes"] = float((grid[true.argmin(1), 0] < 0).float().mean())
-        m[f"{name}_in_hazard"] = float((hazard_distance(base[:, :2]) < HAZARD_RADIUS).float().mean())
+        # Does the critic's favourite probed action accelerate, and does the true best one?
+        m[f"{name}_qc_hat_argmin_accelerates"] = float((grid[learned.argmin(1), 0] > 0).float().mean())
+        m[f"{name}_true_best_accelerates"] = float((grid[true.argmin(1), 0] > 0).float().mean())
         out.update(m)
     return out
 
@@ -214,14 +220,15 @@ def escape_truth(algo, normalizer, dataset, cfg: CriticTruthConfig) -> dict[str,
 def format_escape_report(m: dict[str, Any]) -> str:
     lines = [f"Qc_hat against the best escape cost: {m['states']} dataset states outside the learned safe "
              f"region x {m['actions_per_state']} actions"]
-    for name, label in (("data", "at the data's speed"), ("standstill", "at v = 0 (no data)")):
+    for name, label in (("data", f"{m['states']} at the data's speed"),
+                        ("standstill", f"{m['standstill_states']} in the hazard at v = 0 (no data there)")):
         k = f"{name}_qc_hat"
         lines.append(
-            f"  {label:20s} true mean {m[f'{k}_true_mean']:7.3f}  rmse {m[f'{k}_rmse']:7.3f}  bias {m[f'{k}_bias']:+7.3f}"
-            f"  | within a state: true spread {m[f'{k}_true_action_spread']:6.3f}  error "
-            f"{m[f'{k}_within_state_error']:6.3f}  rank corr {m[f'{k}_rank_correlation']:+.2f}  argmin regret "
-            f"{m[f'{k}_argmax_regret']:6.3f}  | argmin brakes {m[f'{name}_qc_hat_argmin_brakes']:.2f} (truth "
-            f"{m[f'{name}_true_best_brakes']:.2f}), in hazard {m[f'{name}_in_hazard']:.2f}")
+            f"  {label}: true mean {m[f'{k}_true_mean']:.3f}  rmse {m[f'{k}_rmse']:.3f}  bias {m[f'{k}_bias']:+.3f}"
+            f"  | within a state: true spread {m[f'{k}_true_action_spread']:.3f}  error "
+            f"{m[f'{k}_within_state_error']:.3f}  rank corr {m[f'{k}_rank_correlation']:+.2f}  argmin regret "
+            f"{m[f'{k}_argmax_regret']:.3f}  | argmin accelerates {m[f'{name}_qc_hat_argmin_accelerates']:.2f} "
+            f"(truth {m[f'{name}_true_best_accelerates']:.2f})")
     return "\n".join(lines)
 
 
