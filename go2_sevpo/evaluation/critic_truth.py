@@ -38,9 +38,9 @@ class CriticTruthConfig:
 
 
 @torch.no_grad()
-def rollout_values(actor, normalizer, states: torch.Tensor, first_actions: torch.Tensor, gamma: float,
-                   horizon: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Discounted return and cost of (s, a) then the diffusion actor (one sample per step), (B,) each.
+def discounted_rollout(states: torch.Tensor, first_actions: torch.Tensor, next_action, gamma: float,
+                       horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discounted return and cost of (s, a) then `next_action(state)` on the known dynamics, (B,) each.
     Success and leaving the arena are absorbing (nothing more is earned), as in the critics' targets."""
     ret = torch.zeros(states.shape[0], device=states.device)
     cost = torch.zeros_like(ret)
@@ -54,8 +54,15 @@ def rollout_values(actor, normalizer, states: torch.Tensor, first_actions: torch
         if not alive.any():
             break
         state, discount = out["state"], discount * gamma
-        action = actor.sample(normalizer(observe(state)), generator)[:, 0]
+        action = next_action(state)
     return ret, cost
+
+
+def rollout_values(actor, normalizer, states: torch.Tensor, first_actions: torch.Tensor, gamma: float,
+                   horizon: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discounted return and cost of (s, a) then the diffusion actor (one sample per step), (B,) each."""
+    return discounted_rollout(states, first_actions, lambda s: actor.sample(normalizer(observe(s)), generator)[:, 0],
+                              gamma, horizon)
 
 
 def _within_state(values: torch.Tensor) -> torch.Tensor:
@@ -154,23 +161,15 @@ def best_escape_cost(states: torch.Tensor, first_actions: torch.Tensor, gamma: f
     outward_gain = 5.0  # rad/s per rad of heading error, clipped to the turn limit
     levels = states.new_tensor([-1.0, 0.0, 1.0])
     constants = torch.cartesian_prod(levels, levels)  # (9, 2)
-    best = torch.full((states.shape[0],), float("inf"), device=states.device)
-    for controller in range(constants.shape[0] + 1):
-        state, action, discount = states, first_actions, 1.0
-        cost = torch.zeros_like(best)
-        alive = torch.ones_like(best)
-        for _ in range(horizon):
-            out = transition(state, action)
-            cost += discount * alive * out["cost"]
-            alive = alive * (~(out["success"] | out["out_of_bounds"])).float()
-            state, discount = out["state"], discount * gamma
-            if controller < constants.shape[0]:
-                action = constants[controller].expand_as(first_actions)
-            else:
-                away = torch.atan2(state[:, 1] - HAZARD_CENTER[1], state[:, 0] - HAZARD_CENTER[0])
-                error = torch.atan2(torch.sin(away - state[:, 3]), torch.cos(away - state[:, 3]))
-                action = torch.stack([torch.ones_like(error), (outward_gain * error).clamp(-1, 1)], -1)
-        best = torch.minimum(best, cost)
+
+    def outward(state: torch.Tensor) -> torch.Tensor:
+        away = torch.atan2(state[:, 1] - HAZARD_CENTER[1], state[:, 0] - HAZARD_CENTER[0])
+        error = torch.atan2(torch.sin(away - state[:, 3]), torch.cos(away - state[:, 3]))
+        return torch.stack([torch.ones_like(error), (outward_gain * error).clamp(-1, 1)], -1)
+
+    controllers = [lambda s, c=c: c.expand(s.shape[0], 2) for c in constants] + [outward]
+    costs = [discounted_rollout(states, first_actions, control, gamma, horizon)[1] for control in controllers]
+    best = torch.stack(costs).min(0).values
     return best
 
 
