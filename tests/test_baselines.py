@@ -358,6 +358,11 @@ def test_results_aggregation(tmp_path):
     md = results.markdown(groups, skipped=["x (not finished)"])
     assert "| fisor | 2 | 10 | 2.000 ± 1.414 |" in md and "## e / d / start=paper" in md and "x (not finished)" in md
     assert "region IoU" in md and "| fall |" in md
+    # The overview: one row per algorithm, one column per dataset, a cell per (algo, dataset) present.
+    other = results.aggregate([*rows, {**rows[0], "dataset": "d2", "success_rate": 0.25, "failure_rate": 0.75, "mean_cost": 4.0}])
+    overview = "\n".join(results.overview(other))
+    assert "| algo | d | d2 |" in overview and "| fisor | 2.00 / 2.00 / 2.00 (2) | 0.25 / 0.75 / 4.00 (1) |" in overview
+    assert "| sevpo | 0.50 / 0.50 / 0.50 (3) | - |" in overview
     no_region = [{**r, "region_iou": None} for r in rows]  # e.g. Go2: no oracle region, so no column
     assert "region IoU" not in results.markdown(results.aggregate(no_region))
     unfinished = tmp_path / "root/e/fisor/d/seed3"

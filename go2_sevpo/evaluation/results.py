@@ -198,10 +198,34 @@ def _cell(entry: dict[str, Any], key: str, fmt: str) -> str:
     return fmt.format(mean) + ("" if np.isnan(std) else " ± " + fmt.format(std))
 
 
+def _overview_cell(g: dict[str, Any]) -> str:
+    return (f"{g['success_rate_mean']:.2f} / {g['failure_rate_mean']:.2f} / {g['mean_cost_mean']:.2f} "
+            f"({g['seeds']})")
+
+
+def overview(groups: Sequence[dict[str, Any]]) -> list[str]:
+    """One compact table per (env, start): algorithms x datasets, each cell "success / failure / mean cost
+    (seeds)", the comparison the detailed tables below spread over many sections. (From reach_avoid's
+    hazard start failure is 1 by construction and the mean cost is the steps spent inside.)"""
+    lines = []
+    for env, start in dict.fromkeys((g["env"], g["start"]) for g in groups):
+        entries = [g for g in groups if (g["env"], g["start"]) == (env, start)]
+        datasets = list(dict.fromkeys(g["dataset"] for g in entries))
+        cells = {(g["algo"], g["dataset"]): g for g in entries}
+        lines += [f"## Overview: {env} / start={start} (success / failure / mean cost, seeds)", "",
+                  "| algo | " + " | ".join(datasets) + " |", "|" + "---|" * (len(datasets) + 1)]
+        for algo in dict.fromkeys(g["algo"] for g in entries):
+            row = [_overview_cell(cells[algo, d]) if (algo, d) in cells else "-" for d in datasets]
+            lines.append(f"| {algo} | " + " | ".join(row) + " |")
+        lines.append("")
+    return lines
+
+
 def markdown(groups: Sequence[dict[str, Any]], skipped: Sequence[str] = ()) -> str:
     lines = ["# Results", "",
              "Last iterate of every run; mean ± std over training seeds (std: ddof 1). Normalised cost <= 1 is "
-             "within the task's episode cost limit; failure = fraction of episodes with cost > the limit.", ""]
+             "within the task's episode cost limit; failure = fraction of episodes with cost > the limit.", "",
+             *overview(groups)]
     sections: dict[tuple, list[dict[str, Any]]] = {}
     for g in groups:
         sections.setdefault((g["env"], g["dataset"], g["start"]), []).append(g)
