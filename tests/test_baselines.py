@@ -363,6 +363,8 @@ def test_results_aggregation(tmp_path):
     overview = "\n".join(results.overview(other))
     assert "| algo | d | d2 |" in overview and "| fisor | 2.00 / 2.00 / 2.00 (2) | 0.25 / 0.75 / 4.00 (1) |" in overview
     assert "| sevpo | 0.50 / 0.50 / 0.50 (3) | - |" in overview
+    named = results.aggregate([{**r, "dataset": d} for r in rows[:1] for d in ("reckless", "low", "high")])
+    assert "| algo | high | low | reckless |" in "\n".join(results.overview(named))  # qualities first
     no_region = [{**r, "region_iou": None} for r in rows]  # e.g. Go2: no oracle region, so no column
     assert "region IoU" not in results.markdown(results.aggregate(no_region))
     unfinished = tmp_path / "root/e/fisor/d/seed3"

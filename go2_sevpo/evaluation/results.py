@@ -41,6 +41,7 @@ TABLE_METRICS = (
     # without a region (BC, CPQ, COptiDICE) and tasks without an oracle.
     ("region_iou", "region IoU", "{:.3f}"),
 )
+PAPER_QUALITIES = ("high", "medium", "low")
 RUN_PATTERN = re.compile(r"seed(\d+)$")
 
 
@@ -210,7 +211,9 @@ def overview(groups: Sequence[dict[str, Any]]) -> list[str]:
     lines = []
     for env, start in dict.fromkeys((g["env"], g["start"]) for g in groups):
         entries = [g for g in groups if (g["env"], g["start"]) == (env, start)]
-        datasets = list(dict.fromkeys(g["dataset"] for g in entries))
+        # The papers' three qualities first, from best to worst, then any other recipe by name.
+        datasets = sorted(dict.fromkeys(g["dataset"] for g in entries),
+                          key=lambda d: (PAPER_QUALITIES.index(d) if d in PAPER_QUALITIES else len(PAPER_QUALITIES), d))
         cells = {(g["algo"], g["dataset"]): g for g in entries}
         lines += [f"## Overview: {env} / start={start} (success / failure / mean cost, seeds)", "",
                   "| algo | " + " | ".join(datasets) + " |", "|" + "---|" * (len(datasets) + 1)]
