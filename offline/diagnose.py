@@ -58,6 +58,13 @@ def main() -> None:
     unknown = [r for r in rules if r not in RULES[name]]
     if unknown:
         raise ConfigError(f"unknown rule(s) {unknown} for {name}; choose from {list(RULES[name])}")
+    needs_qr = [r for r in rules if name == "sevpo" and r in ("sevpo", "filtered") and not algo.has_reward_critic]
+    if needs_qr and args.rules:
+        raise ConfigError(f"rule(s) {needs_qr} read the reward critic, which {args.run} was trained without "
+                          f"(retrain with algo.reward_critic=true)")
+    if needs_qr:
+        print(f"skipping {needs_qr}: they read the reward critic, which this run was trained without")
+        rules = [r for r in rules if r not in needs_qr]
     trained = algo.cfg.select
     print(f"{args.run} (step {payload['step']}, trained rule {trained}), {args.episodes} episodes, seed {args.seed}:")
     records = []

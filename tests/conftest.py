@@ -3,8 +3,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# Every test runs eagerly (torch's own switch; also inherited by the scripts the tests start): the
+# compiled reverse process costs ~30 s of compilation per process and gives the same draws to float
+# rounding. tests/test_sevpo_networks.py checks the compiled path itself, in a process of its own.
+os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

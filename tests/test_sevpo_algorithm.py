@@ -43,7 +43,7 @@ def make(ds, total_steps=10, seed=0, **overrides):
 
 def test_config_switches_are_validated(dataset):
     for bad in ({"cost_transform": "bogus"}, {"unsafe_actions": "x"}, {"select": "best"}, {"objective_penalty": "y"},
-                {"advantage_estimate": "mc"}, {"admissible_test": "hindsight"}):
+                {"advantage_estimate": "mc"}, {"admissible_test": "hindsight"}, {"reward_critic": "maybe"}):
         with pytest.raises(ConfigError):
             make(dataset, **bad)
 
@@ -146,8 +146,38 @@ def test_mu_safe_zero_skips_the_advantage_exactly(dataset):
         assert ("advantage_std" in out) == (mu != 0)
         vf_moved = any(not torch.equal(a, b) for a, b in zip(vf_before, algo.objective_value.parameters()))
         assert vf_moved == (mu != 0)  # Vf is trained only when its advantages weigh the loss
-        params[mu] = torch.cat([p.flatten() for m in (algo.actor, algo.policy_critics) for p in m.parameters()])
+        params[mu] = torch.cat([p.flatten() for p in algo.actor.parameters()] + cost_members(algo))
     assert torch.equal(params[0.0], params[1e-30])
+
+
+def cost_members(algo) -> list[torch.Tensor]:
+    """The stage-2 Qc members' parameters, flattened (members [n:] of a full ensemble, or all of a Qc-only one)."""
+    n = algo.cfg.num_critics
+    return [(p[n:] if algo.has_reward_critic else p).flatten() for p in algo.policy_critics.parameters()]
+
+
+def test_reward_critic_is_trained_only_when_read(dataset):
+    """Where nothing reads Qr (mu_1 = 0, the mode rule) it is not trained; the rest of the run (actor,
+    Qc, acting) is exactly that of a run that trains it. Settings that read it refuse `false`."""
+    runs = {}
+    for flag in ("auto", "true"):
+        algo, sampler = make(dataset, total_steps=6, seed=3, mu_safe=0.0, select="mode", reward_critic=flag)
+        assert algo.has_reward_critic == (flag == "true")
+        assert algo.policy_critics.num_members == (2 if flag == "auto" else 4)
+        algo.pretrain(context(dataset, sampler))
+        for step in range(6):
+            out = algo.update(sampler, step)
+        assert ("reward_q_mean" in out) == (flag == "true")
+        obs = sampler.sample(16).observations
+        assert algo.policy_q(obs, algo.act(obs, torch.Generator().manual_seed(0)))[0] is None or flag == "true"
+        actions = algo.act(obs, torch.Generator().manual_seed(0))
+        runs[flag] = torch.cat([p.flatten() for p in algo.actor.parameters()] + cost_members(algo) + [actions.flatten()])
+    assert torch.equal(runs["auto"], runs["true"])
+    for reads in ({"select": "sevpo"}, {"select": "filtered"}, {"mu_safe": 3.0}):
+        assert make(dataset, **reads)[0].has_reward_critic
+        with pytest.raises(ConfigError, match="reward_critic"):
+            make(dataset, reward_critic="false", **reads)
+    assert not make(dataset, mu_safe=3.0, advantage_estimate="return")[0].has_reward_critic
 
 
 def test_return_advantages_score_each_row_by_its_own_trajectory(dataset):

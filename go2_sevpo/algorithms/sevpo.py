@@ -123,6 +123,12 @@ class SEVPOConfig(AlgorithmConfig):
     # first candidate with Qc_hat <= l, else argmin Qc_hat | actor: the first EMA-actor sample, no
     # critic (separates the actor from the rule)
     select: str = "mode"
+    # Train the reward critic Qr of eq. 8: auto (default) = only when something reads it (eq. 13's
+    # weights from the critics with mu_1 != 0, or the sevpo / filtered acting rules); true = always
+    # (e.g. to compare those rules on a run trained with another one, offline/diagnose.py); false =
+    # never (refused where it is read). Without it the stage-2 ensemble holds the Qc members only,
+    # initialised and trained exactly as in the full ensemble (docs/TRAINING_SPEED.md).
+    reward_critic: str = "auto"
 
 
 # Fields whose values change what stage 1 computes: the cache key (with the dataset's fingerprint).
@@ -202,6 +208,11 @@ def running_std(values: torch.Tensor, previous: torch.Tensor, step: int, rate: f
     return scale.clamp_min(1e-6)
 
 
+def reads_reward_critic(cfg: SEVPOConfig) -> bool:
+    """Whether training or acting reads Qr: eq. 13's f from the critics, or an acting rule on f."""
+    return (cfg.mu_safe != 0 and cfg.advantage_estimate == "critic") or cfg.select in ("sevpo", "filtered")
+
+
 def check_config(cfg: SEVPOConfig) -> None:
     choices = {"cost_transform": ("none", "hj"), "unsafe_actions": ("policy", "dataset"),
                "select": ("sevpo", "minqc", "admissible", "filtered", "mode", "actor"), "objective_penalty": ("shifted", "paper"),
@@ -213,6 +224,11 @@ def check_config(cfg: SEVPOConfig) -> None:
             raise ConfigError(f"algo.{key}={getattr(cfg, key)!r} is not one of {allowed}")
     if not 0.0 < cfg.cost_expectile < 1.0 or not 0.0 < cfg.objective_expectile < 1.0:
         raise ConfigError("expectiles must lie in (0, 1)")
+    if cfg.reward_critic not in ("auto", "true", "false"):
+        raise ConfigError(f"algo.reward_critic must be auto, true or false, not {cfg.reward_critic!r}")
+    if cfg.reward_critic == "false" and reads_reward_critic(cfg):
+        raise ConfigError(f"algo.reward_critic=false, but select={cfg.select} or mu_safe={cfg.mu_safe} with "
+                          f"advantage_estimate={cfg.advantage_estimate} reads Qr")
     if cfg.lag_refresh < 1 or cfg.num_candidates < 1 or cfg.unsafe_samples < 1:
         raise ConfigError("algo.lag_refresh, algo.num_candidates and algo.unsafe_samples must be >= 1")
     if cfg.unsafe_weighting == "per_state" and cfg.unsafe_actions != "policy":
@@ -250,9 +266,13 @@ class SEVPO(OfflineAlgorithm):
         self.stage1_done = False
 
         # Stage 2: Qr and Qc share ONE ensemble of 2 * num_critics members (members [:n] are Qr, [n:]
-        # are Qc): both take (s, a), so one batched matmul per layer evaluates all four critics.
+        # are Qc): both take (s, a), so one batched matmul per layer evaluates all four critics. When
+        # nothing reads Qr, only the Qc members are kept: built as part of the full ensemble, so they
+        # and every network initialised after them start exactly as they would beside Qr.
         n = cfg.num_critics
-        self.policy_critics = CriticEnsemble(obs_dim, act_dim, cfg.critic_hidden, 2 * n).to(dev)
+        self.has_reward_critic = cfg.reward_critic == "true" or (cfg.reward_critic == "auto" and reads_reward_critic(cfg))
+        critics = CriticEnsemble(obs_dim, act_dim, cfg.critic_hidden, 2 * n)
+        self.policy_critics = (critics if self.has_reward_critic else critics.members(slice(n, 2 * n))).to(dev)
         self.policy_critics_target = copy.deepcopy(self.policy_critics).requires_grad_(False)
         self.objective_value = ValueNetwork(obs_dim, cfg.critic_hidden).to(dev)  # Vf, the baseline of f
         self.actor = DiffusionActor(obs_dim, act_dim, cfg.actor).to(dev)
@@ -273,9 +293,12 @@ class SEVPO(OfflineAlgorithm):
         """Pessimistic Qc_hat(s, a): max over the ensemble, shape (B,)."""
         return self.conservative_cost_critic(obs, actions).max(0).values
 
-    def policy_q(self, obs: torch.Tensor, actions: torch.Tensor, target: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Qr, Qc) of the current policy, pessimistic: min over Qr members, max over Qc members."""
+    def policy_q(self, obs: torch.Tensor, actions: torch.Tensor, target: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(Qr, Qc) of the current policy, pessimistic: min over Qr members, max over Qc members. Qr
+        is None when the run has no reward critic (`reward_critic`)."""
         q = (self.policy_critics_target if target else self.policy_critics)(obs, actions)
+        if not self.has_reward_critic:
+            return None, q.max(0).values
         n = self.cfg.num_critics
         return q[:n].min(0).values, q[n:].max(0).values
 
@@ -458,9 +481,13 @@ class SEVPO(OfflineAlgorithm):
         with torch.no_grad():
             next_actions = self.actor_ema.sample(batch.next_observations, self.generator)[:, 0]  # a' ~ pi_ema(s')
             next_qr, next_qc = self.policy_q(batch.next_observations, next_actions, target=True)
-            reward_target, cost_target = policy_critic_targets(
-                batch.rewards, batch.costs, next_qr, next_qc, batch.bootstrap_mask(cfg.timeout_is_terminal), cfg.gamma)
-            targets = torch.cat([reward_target.expand(n, -1), cost_target.expand(n, -1)])
+            mask = batch.bootstrap_mask(cfg.timeout_is_terminal)
+            if self.has_reward_critic:
+                reward_target, cost_target = policy_critic_targets(
+                    batch.rewards, batch.costs, next_qr, next_qc, mask, cfg.gamma)
+                targets = torch.cat([reward_target.expand(n, -1), cost_target.expand(n, -1)])
+            else:  # the Qc members alone
+                targets = (batch.costs + cfg.gamma * mask * next_qc).expand(n, -1)
         q = self.policy_critics(obs, actions)
         critic_loss = (q - targets).pow(2).mean(1).sum()
         self.critic_optimizer.zero_grad(set_to_none=True)
@@ -479,6 +506,8 @@ class SEVPO(OfflineAlgorithm):
             out.update(loss_objective_value=value_loss.detach(), objective_mean=objective.mean())
         soft_update(self.policy_critics_target, self.policy_critics, cfg.critic_tau)
         q = q.detach()
+        if not self.has_reward_critic:
+            return {**out, "cost_q_mean": q.mean()}
         return {**out, "reward_q_mean": q[:n].mean(), "cost_q_mean": q[n:].mean()}
 
     def _update_actor(self, batch: TransitionBatch, step: int) -> dict[str, torch.Tensor | float]:

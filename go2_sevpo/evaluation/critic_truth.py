@@ -126,17 +126,18 @@ def critic_truth(algo, normalizer, dataset, cfg: CriticTruthConfig) -> dict[str,
     obs = normalizer(observe(states.reshape(-1, 4)))
     flat = actions.reshape(-1, 2)
     qr, qc = algo.policy_q(obs, flat)
-    objective = safe_region_objective(qr, qc, algo.delta, algo.cfg.objective_penalty).view(s, a)
-    true_objective = safe_region_objective(true_r.flatten(), true_c.flatten(), algo.delta,
-                                           algo.cfg.objective_penalty).view(s, a)
     out: dict[str, Any] = {"states": s, "actions_per_state": a, "rollouts": cfg.rollouts}
-    out.update(_errors("qr", qr.view(s, a), true_r, se(ret)))
     out.update(_errors("qc", qc.view(s, a), true_c, se(cost), higher_is_better=False))
-    out.update(_errors("objective", objective, true_objective, se(ret)))
+    if qr is not None:  # a run trained without the reward critic (`reward_critic`) has no Qr and no f
+        objective = safe_region_objective(qr, qc, algo.delta, algo.cfg.objective_penalty).view(s, a)
+        true_objective = safe_region_objective(true_r.flatten(), true_c.flatten(), algo.delta,
+                                               algo.cfg.objective_penalty).view(s, a)
+        out.update(_errors("qr", qr.view(s, a), true_r, se(ret)))
+        out.update(_errors("objective", objective, true_objective, se(ret)))
 
     # The actor's weights are exp(mu_1 A) with A = f(s, a_data) - Vf(s) on dataset actions (with
     # mu_1 = 0 there is no A, and Vf is not trained).
-    if algo.weighs_advantages:
+    if algo.weighs_advantages and qr is not None:
         adv = objective[:, -1] - algo.objective_value(normalizer(raw_obs))
         out["advantage_std"] = float(adv.std())
         out["advantage_abs_mean"] = float(adv.abs().mean())
@@ -234,6 +235,9 @@ def format_escape_report(m: dict[str, Any]) -> str:
 def format_report(m: dict[str, Any]) -> str:
     lines = [f"{m['states']} dataset states x {m['actions_per_state']} actions, {m['rollouts']} rollouts each"]
     for name, label in (("qr", "Qr (return)"), ("qc", "Qc (disc. cost)"), ("objective", "f (eq. 10)")):
+        if f"{name}_rmse" not in m:
+            lines.append(f"  {label:16s} not trained (algo.reward_critic)")
+            continue
         lines.append(
             f"  {label:16s} true mean {m[f'{name}_true_mean']:8.3f}  rmse {m[f'{name}_rmse']:7.3f}  "
             f"bias {m[f'{name}_bias']:+7.3f}  | within a state: true spread {m[f'{name}_true_action_spread']:6.3f}  "

@@ -15,6 +15,7 @@ Fourier embedding. Every random draw takes an explicit `torch.Generator` so runs
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -34,6 +35,11 @@ class DiffusionConfig:
     time_dim: int = 64  # learnable Fourier features of t
     time_hidden: list[int] = field(default_factory=lambda: [128, 128])  # MLP after the Fourier features
     clip_actions: bool = True  # clip to [-1, 1] at every denoising step
+    # Run the reverse process as one torch.compile'd graph (inductor fuses the element-wise work of
+    # all T steps; measured 1.5-2.8x faster on CPU, docs/TRAINING_SPEED.md): "cpu" (default: where it
+    # was measured), "always", "never". Same draws as eager, results equal to float rounding
+    # (about 2e-6); TORCHDYNAMO_DISABLE=1 makes every path eager (the tests do).
+    compile_sampling: str = "cpu"
 
 
 def vp_beta_schedule(steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> torch.Tensor:
@@ -175,13 +181,56 @@ class DiffusionActor(nn.Module):
         all B * num_samples chains in one batch. Dropout is off while sampling."""
         b = obs.shape[0]
         obs = obs.repeat_interleave(num_samples, dim=0) if num_samples > 1 else obs
-        x = torch.randn((b * num_samples, self.act_dim), generator=generator, device=obs.device)
+        shape = (b * num_samples, self.act_dim)
+        # Every draw first, in the order the reverse process uses them (the start, then z for
+        # t = T-1 .. 1): the same numbers as drawing inside the loop, and a loop free of generators.
+        x = torch.randn(shape, generator=generator, device=obs.device)
+        noise = [torch.randn(shape, generator=generator, device=obs.device) for _ in range(self.cfg.steps - 1)]
         with dropout_off(self):
-            for t in reversed(range(self.cfg.steps)):
-                scale, eps_scale, noise_scale = self._reverse[t]
-                x = (x - eps_scale * self.noise_net(x, obs, t)) * scale
-                if t > 0:
-                    x = x + noise_scale * torch.randn(x.shape, generator=generator, device=obs.device)
-                if self.cfg.clip_actions:
-                    x = x.clamp_(-1.0, 1.0)
+            x = self._reverse_fn(obs.device, shape[0])(self.noise_net, obs, x, noise, self._schedule, self.cfg.clip_actions)
         return x.view(b, num_samples, self.act_dim)
+
+    @property
+    def _schedule(self) -> tuple:
+        """(t, scale, eps_scale, noise_scale) from t = T-1 down to 0."""
+        return tuple((t, *self._reverse[t]) for t in reversed(range(self.cfg.steps)))
+
+    def _reverse_fn(self, device: torch.device, batch: int):
+        mode = self.cfg.compile_sampling
+        if mode not in ("cpu", "always", "never"):
+            raise ValueError(f"actor.compile_sampling must be cpu, always or never, not {mode!r}")
+        if mode == "never" or (mode == "cpu" and device.type != "cpu") or batch < 2:
+            return reverse_process  # (a batch of 0 or 1 rows would make the compiler specialise on it)
+        return _compiled_reverse_process
+
+
+def reverse_process(net: nn.Module, obs: torch.Tensor, x: torch.Tensor, noise: list[torch.Tensor],
+                    schedule: tuple, clip: bool) -> torch.Tensor:
+    """a_{t-1} = scale_t (a_t - eps_scale_t eps_theta(a_t, s, t)) + noise_scale_t z_t, clipped.
+    A pure function of its inputs (the network is an argument, its parameters graph inputs), so one
+    compiled graph serves the online, EMA and lagged actors and every batch size."""
+    for t, scale, eps_scale, noise_scale in schedule:
+        x = (x - eps_scale * net(x, obs, t)) * scale
+        if t > 0:
+            x = x + noise_scale * noise[len(schedule) - 1 - t]
+        if clip:
+            x = x.clamp(-1.0, 1.0)
+    return x
+
+
+_compiled = None  # torch.compile(reverse_process), built on first use; False once it failed
+
+
+def _compiled_reverse_process(*args):
+    global _compiled
+    if _compiled is None:
+        _compiled = torch.compile(reverse_process, dynamic=True, fullgraph=True)
+    if _compiled is False:
+        return reverse_process(*args)
+    try:
+        return _compiled(*args)
+    except Exception as error:  # no C++ compiler, an unsupported platform: eager is the same function
+        warnings.warn(f"torch.compile of the diffusion reverse process failed ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''}); sampling eagerly", stacklevel=2)
+        _compiled = False
+        return reverse_process(*args)

@@ -4,6 +4,7 @@ of E (the JAX code's vmap over members, written out)."""
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Sequence
 
@@ -50,6 +51,17 @@ class CriticEnsemble(nn.Module):
         super().__init__()
         self.num_members = num_members
         self.net = EnsembleMLP(num_members, obs_dim + act_dim, 1, hidden, act)
+
+    def members(self, index: slice) -> "CriticEnsemble":
+        """A new ensemble holding copies of the members `index` (same layers and weights; draws nothing
+        from the random stream, so networks initialised after it are unchanged)."""
+        out = copy.deepcopy(self)
+        for layer in out.modules():
+            if isinstance(layer, EnsembleLinear):
+                layer.weight = nn.Parameter(layer.weight.detach()[index].clone())
+                layer.bias = nn.Parameter(layer.bias.detach()[index].clone())
+        out.num_members = out.net[0].weight.shape[0]
+        return out
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
