@@ -14,12 +14,14 @@ Fourier embedding. Every random draw takes an explicit `torch.Generator` so runs
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from go2_sevpo.networks.mlp import dropout_off
 
@@ -187,8 +189,21 @@ class DiffusionActor(nn.Module):
         x = torch.randn(shape, generator=generator, device=obs.device)
         noise = [torch.randn(shape, generator=generator, device=obs.device) for _ in range(self.cfg.steps - 1)]
         with dropout_off(self):
-            x = self._reverse_fn(obs.device, shape[0])(self.noise_net, obs, x, noise, self._schedule, self.cfg.clip_actions)
+            reverse = self._reverse_fn(obs.device, shape[0])
+            if reverse is reverse_process:
+                x = reverse(self.noise_net, obs, x, noise, self._schedule, self.cfg.clip_actions)
+            else:  # this actor's tensors on a parameter-free copy of the network, and a contiguous obs:
+                # the online and target actors, and batches gathered from the sampler's packed rows,
+                # then share one compiled graph (it would otherwise specialise on requires_grad, strides)
+                params = {k: v.detach() for k, v in [*self.noise_net.named_parameters(), *self.noise_net.named_buffers()]}
+                x = reverse(self._skeleton(), obs.contiguous(), x, noise, self._schedule, self.cfg.clip_actions, params)
         return x.view(b, num_samples, self.act_dim)
+
+    def _skeleton(self) -> nn.Module:
+        """The noise network's structure on the meta device (no storage), kept outside the module tree."""
+        if self.__dict__.get("_skeleton_net") is None:
+            self.__dict__["_skeleton_net"] = copy.deepcopy(self.noise_net).to("meta").requires_grad_(False)
+        return self.__dict__["_skeleton_net"]
 
     @property
     def _schedule(self) -> tuple:
@@ -205,12 +220,14 @@ class DiffusionActor(nn.Module):
 
 
 def reverse_process(net: nn.Module, obs: torch.Tensor, x: torch.Tensor, noise: list[torch.Tensor],
-                    schedule: tuple, clip: bool) -> torch.Tensor:
+                    schedule: tuple, clip: bool, params: dict | None = None) -> torch.Tensor:
     """a_{t-1} = scale_t (a_t - eps_scale_t eps_theta(a_t, s, t)) + noise_scale_t z_t, clipped.
     A pure function of its inputs (the network is an argument, its parameters graph inputs), so one
-    compiled graph serves the online, EMA and lagged actors and every batch size."""
+    compiled graph serves the online, EMA and lagged actors and every batch size. `params`: the
+    network's tensors to use instead of its own (torch.func.functional_call)."""
     for t, scale, eps_scale, noise_scale in schedule:
-        x = (x - eps_scale * net(x, obs, t)) * scale
+        eps = net(x, obs, t) if params is None else functional_call(net, params, (x, obs, t))
+        x = (x - eps_scale * eps) * scale
         if t > 0:
             x = x + noise_scale * noise[len(schedule) - 1 - t]
         if clip:
