@@ -11,10 +11,12 @@ Bad input is one line on stderr with exit status 2.
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
+from go2_sevpo.algorithms.sevpo import reads_reward_critic
 from go2_sevpo.cli import one_line_errors
 from go2_sevpo.utils.errors import ConfigError
 from go2_sevpo.evaluation.evaluator import EvalConfig, LearnedPolicy, evaluate
@@ -58,7 +60,8 @@ def main() -> None:
     unknown = [r for r in rules if r not in RULES[name]]
     if unknown:
         raise ConfigError(f"unknown rule(s) {unknown} for {name}; choose from {list(RULES[name])}")
-    needs_qr = [r for r in rules if name == "sevpo" and r in ("sevpo", "filtered") and not algo.has_reward_critic]
+    needs_qr = [r for r in rules if name == "sevpo" and not algo.has_reward_critic
+                and reads_reward_critic(dataclasses.replace(algo.cfg, select=r))]
     if needs_qr and args.rules:
         raise ConfigError(f"rule(s) {needs_qr} read the reward critic, which {args.run} was trained without "
                           f"(retrain with algo.reward_critic=true)")

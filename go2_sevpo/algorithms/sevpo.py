@@ -218,14 +218,12 @@ def check_config(cfg: SEVPOConfig) -> None:
                "select": ("sevpo", "minqc", "admissible", "filtered", "mode", "actor"), "objective_penalty": ("shifted", "paper"),
                "advantage_normalization": ("none", "std"), "advantage_estimate": ("critic", "return"),
                "admissible_test": ("critic", "critic_and_data", "critic_and_trajectory"),
-               "unsafe_weighting": ("batch", "per_state")}
+               "unsafe_weighting": ("batch", "per_state"), "reward_critic": ("auto", "true", "false")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"algo.{key}={getattr(cfg, key)!r} is not one of {allowed}")
     if not 0.0 < cfg.cost_expectile < 1.0 or not 0.0 < cfg.objective_expectile < 1.0:
         raise ConfigError("expectiles must lie in (0, 1)")
-    if cfg.reward_critic not in ("auto", "true", "false"):
-        raise ConfigError(f"algo.reward_critic must be auto, true or false, not {cfg.reward_critic!r}")
     if cfg.reward_critic == "false" and reads_reward_critic(cfg):
         raise ConfigError(f"algo.reward_critic=false, but select={cfg.select} or mu_safe={cfg.mu_safe} with "
                           f"advantage_estimate={cfg.advantage_estimate} reads Qr")

@@ -157,8 +157,12 @@ class DiffusionActor(nn.Module):
         # The reverse process's per-step constants as Python floats (no 0-d tensor ops in the loop):
         # a_{t-1} = scale_t (a_t - eps_scale_t eps) + noise_t z.
         alpha_bars = torch.cumprod(alphas.double(), dim=0)
-        self._reverse = [(float(1 / alphas[t].double().sqrt()), float((1 - alphas[t].double()) / (1 - alpha_bars[t]).sqrt()),
-                          float(betas[t].double().sqrt())) for t in range(cfg.steps)]
+        # (t, scale, eps_scale, noise_scale) from t = T-1 down to 0.
+        self._schedule = tuple((t, float(1 / alphas[t].double().sqrt()),
+                                float((1 - alphas[t].double()) / (1 - alpha_bars[t]).sqrt()),
+                                float(betas[t].double().sqrt())) for t in reversed(range(cfg.steps)))
+        if cfg.compile_sampling not in ("cpu", "always", "never"):
+            raise ValueError(f"actor.compile_sampling must be cpu, always or never, not {cfg.compile_sampling!r}")
 
     def forward(self, noisy_action: torch.Tensor, obs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.noise_net(noisy_action, obs, t)
@@ -205,15 +209,8 @@ class DiffusionActor(nn.Module):
             self.__dict__["_skeleton_net"] = copy.deepcopy(self.noise_net).to("meta").requires_grad_(False)
         return self.__dict__["_skeleton_net"]
 
-    @property
-    def _schedule(self) -> tuple:
-        """(t, scale, eps_scale, noise_scale) from t = T-1 down to 0."""
-        return tuple((t, *self._reverse[t]) for t in reversed(range(self.cfg.steps)))
-
     def _reverse_fn(self, device: torch.device, batch: int):
         mode = self.cfg.compile_sampling
-        if mode not in ("cpu", "always", "never"):
-            raise ValueError(f"actor.compile_sampling must be cpu, always or never, not {mode!r}")
         if mode == "never" or (mode == "cpu" and device.type != "cpu") or batch < 2:
             return reverse_process  # (a batch of 0 or 1 rows would make the compiler specialise on it)
         return _compiled_reverse_process
