@@ -1,6 +1,7 @@
 """SEVPO as a whole: the switch to the trust-region loss at K_trust, the lagged-copy refresh, acting,
 and the stage-1 cache (reused for the same data and config, refused for another dataset)."""
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -178,6 +179,32 @@ def test_reward_critic_is_trained_only_when_read(dataset):
         with pytest.raises(ConfigError, match="reward_critic"):
             make(dataset, reward_critic="false", **reads)
     assert not make(dataset, mu_safe=3.0, advantage_estimate="return")[0].has_reward_critic
+
+
+def test_checkpoint_with_the_reward_critic_loads_where_auto_drops_it(dataset):
+    """Runs trained with Qr (before `reward_critic`, or with `true`) load into a config whose default
+    would not build it: same critics, same actions, and training resumes with Qr as it was trained."""
+    trained, sampler = make(dataset, total_steps=6, seed=3, mu_safe=0.0, select="mode", reward_critic="true")
+    trained.pretrain(context(dataset, sampler))
+    for step in range(3):
+        trained.update(sampler, step)
+    loaded, _ = make(dataset, total_steps=6, seed=5, mu_safe=0.0, select="mode")
+    assert not loaded.has_reward_critic
+    loaded.load_state_dict(copy.deepcopy(trained.state_dict()))  # as through a file: no shared optimiser state
+    assert loaded.has_reward_critic and loaded.policy_critics.num_members == 4
+    obs = sampler.sample(16).observations
+    for a, b in zip(trained.policy_q(obs, obs[:, :2]), loaded.policy_q(obs, obs[:, :2])):
+        assert torch.equal(a, b)
+    assert torch.equal(trained.act(obs, torch.Generator().manual_seed(0)), loaded.act(obs, torch.Generator().manual_seed(0)))
+    sampler_copy = DeviceSampler(dataset, "cpu", 3)
+    sampler_copy.load_state_dict(sampler.state_dict())
+    trained.update(sampler, 3)
+    loaded.update(sampler_copy, 3)
+    assert torch.equal(torch.cat([p.flatten() for p in trained.policy_critics.parameters()]),
+                       torch.cat([p.flatten() for p in loaded.policy_critics.parameters()]))
+    other, _ = make(dataset, num_critics=1)
+    with pytest.raises(ValueError, match="not the same run"):
+        other.load_state_dict(trained.state_dict())
 
 
 def test_return_advantages_score_each_row_by_its_own_trajectory(dataset):

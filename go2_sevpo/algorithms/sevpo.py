@@ -633,10 +633,26 @@ class SEVPO(OfflineAlgorithm):
                 "advantage_scale": self.advantage_scale, "cost_advantage_scale": self.cost_advantage_scale}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state["policy_critics"]["net.0.weight"].shape[0]
+        if saved != self.policy_critics.num_members:
+            self._take_saved_critic_layout(saved)
         super().load_state_dict(state)
         self.stage1_done = bool(state["stage1_done"])
         self.advantage_scale = state.get("advantage_scale", torch.ones(())).to(self.device)
         self.cost_advantage_scale = state.get("cost_advantage_scale", torch.ones(())).to(self.device)
+
+    def _take_saved_critic_layout(self, saved: int) -> None:
+        """A checkpoint with Qr beside Qc where this config would train Qc alone (runs trained before
+        `reward_critic` existed, or with reward_critic=true): rebuild the full ensemble, so the run
+        evaluates and resumes exactly as it was trained (and Qr stays readable by diagnose.py)."""
+        n = self.cfg.num_critics
+        if self.has_reward_critic or saved != 2 * n:
+            raise ValueError(f"checkpoint has {saved} policy critics, this config builds "
+                             f"{self.policy_critics.num_members} (num_critics={n}): not the same run")
+        self.has_reward_critic = True
+        self.policy_critics = CriticEnsemble(self.obs_dim, self.act_dim, self.cfg.critic_hidden, 2 * n).to(self.device)
+        self.policy_critics_target = copy.deepcopy(self.policy_critics).requires_grad_(False)
+        self.critic_optimizer = adam(self.policy_critics.parameters(), lr=self.cfg.critic_lr)
 
     def train_mode(self, training: bool) -> None:
         self.actor.train(training)
