@@ -3,6 +3,7 @@
 
     python offline/critic_truth.py runs/ladder/low/4_trust_region/seed0 [--states 48] [--json OUT]
     python offline/critic_truth.py RUN --escape      # Qc_hat in the unsafe region against the best escape
+    python offline/critic_truth.py RUN --escape --speeds 0 0.1 0.2 0.4   # ... inside the hazard at these speeds
 
 Bad input is one line on stderr with exit status 2.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from go2_sevpo.cli import one_line_errors
 from go2_sevpo.data.format import load_dataset
+from go2_sevpo.envs.reach_avoid import V_MAX
 from go2_sevpo.evaluation.critic_truth import (CriticTruthConfig, critic_truth, escape_truth, format_escape_report,
                                                format_report)
 from go2_sevpo.training.trainer import load_run
@@ -31,13 +33,18 @@ def main() -> None:
     parser.add_argument("--escape", action="store_true",
                         help="probe the conservative cost critic on unsafe states (eq. 14) instead, against the "
                              "true best escape cost; --grid sets the action grid (5 is a finer probe)")
+    parser.add_argument("--speeds", type=float, nargs="+", default=list(defaults.probe_speeds),
+                        help="--escape: speeds (m/s) at which the probed states inside the hazard are set (default 0)")
     args = parser.parse_args()
+    if any(not 0 <= v <= V_MAX for v in args.speeds):
+        raise ConfigError(f"--speeds must lie in [0, {V_MAX}], got {args.speeds}")
     algo, normalizer, payload = load_run(args.run)
     if payload["algo_config"].get("name") != "sevpo" or payload["env"] != "reach_avoid":
         raise ConfigError(f"{args.run}: a {payload['algo_config'].get('name')} run on {payload['env']}; "
                           "the truth can only be rolled out for SEVPO on reach_avoid")
     dataset = load_dataset(payload["dataset"], payload["obs_dim"], payload["act_dim"])
-    cfg = CriticTruthConfig(**{k: getattr(args, k) for k in ("states", "grid", "rollouts", "horizon", "seed")})
+    cfg = CriticTruthConfig(**{k: getattr(args, k) for k in ("states", "grid", "rollouts", "horizon", "seed")},
+                            probe_speeds=tuple(args.speeds))
     m = (escape_truth if args.escape else critic_truth)(algo, normalizer, dataset, cfg)
     print(f"{args.run} (step {payload['step']}):")
     print((format_escape_report if args.escape else format_report)(m))

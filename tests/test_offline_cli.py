@@ -74,6 +74,7 @@ def test_train_then_evaluate(data, tmp_path):
     truth = json.loads((tmp_path / "truth.json").read_text())
     assert truth["states"] == 4 and truth["actions_per_state"] == 10 and truth["qc_rmse"] >= 0 and "qr_rmse" not in truth  # no reward critic on this run
     assert 0.0 <= truth["admissible_agreement"] <= 1.0
+    assert_one_line_error(run_repo_script("offline/critic_truth.py", str(run_dir), "--escape", "--speeds", "3"), "--speeds")
 
     r = run_repo_script(*train_args(data, run_dir, tmp_path / "cache"))  # the same command again
     assert r.returncode == 0 and "already complete" in r.stdout + r.stderr

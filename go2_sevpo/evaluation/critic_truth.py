@@ -35,6 +35,13 @@ class CriticTruthConfig:
     rollouts: int = 4  # Monte-Carlo rollouts per (s, a): the policy samples, the dynamics do not
     horizon: int = 600  # steps rolled out (gamma^600 < 0.003: the tail is below the estimate's noise)
     seed: int = 0
+    # --escape: the speeds at which the probed states inside the hazard are set (0: standstill, where
+    # no dataset row is); several show where between the data's speeds and 0 the ranking is lost.
+    probe_speeds: tuple[float, ...] = (0.0,)
+
+
+def probe_name(speed: float) -> str:
+    return "standstill" if speed == 0 else f"v{speed:g}"
 
 
 @torch.no_grad()
@@ -199,11 +206,14 @@ def escape_truth(algo, normalizer, dataset, cfg: CriticTruthConfig) -> dict[str,
         raise ValueError("none of the probed unsafe states is inside the hazard: raise --states")
     # At standstill only the states inside the hazard are probed: outside it, standing still costs
     # nothing, so every action that does not move ties with braking.
-    standstill = data_states[inside].clone()
-    standstill[:, 2] = 0.0
+    probes = [("data", data_states)]
+    for speed in cfg.probe_speeds:
+        slowed = data_states[inside].clone()
+        slowed[:, 2] = speed
+        probes.append((probe_name(speed), slowed))
     out: dict[str, Any] = {"states": cfg.states, "actions_per_state": grid.shape[0],
-                           "standstill_states": int(inside.sum())}
-    for name, base in (("data", data_states), ("standstill", standstill)):
+                           "standstill_states": int(inside.sum()), "probe_speeds": list(cfg.probe_speeds)}
+    for name, base in probes:
         n = base.shape[0]
         states = base[:, None].expand(-1, grid.shape[0], 4).reshape(-1, 4)
         actions = grid.repeat(n, 1)
@@ -220,8 +230,10 @@ def escape_truth(algo, normalizer, dataset, cfg: CriticTruthConfig) -> dict[str,
 def format_escape_report(m: dict[str, Any]) -> str:
     lines = [f"Qc_hat against the best escape cost: {m['states']} dataset states outside the learned safe "
              f"region x {m['actions_per_state']} actions"]
-    for name, label in (("data", f"{m['states']} at the data's speed"),
-                        ("standstill", f"{m['standstill_states']} in the hazard at v = 0 (no data there)")):
+    labels = [("data", f"{m['states']} at the data's speed")]
+    labels += [(probe_name(v), f"{m['standstill_states']} in the hazard at v = {v:g}" + (" (no data there)" if v == 0 else ""))
+               for v in m.get("probe_speeds", [0.0])]
+    for name, label in labels:
         k = f"{name}_qc_hat"
         lines.append(
             f"  {label}: true mean {m[f'{k}_true_mean']:.3f}  rmse {m[f'{k}_rmse']:.3f}  bias {m[f'{k}_bias']:+.3f}"
