@@ -207,6 +207,48 @@ def test_checkpoint_with_the_reward_critic_loads_where_auto_drops_it(dataset):
         other.load_state_dict(trained.state_dict())
 
 
+def online_actor(net) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+
+@pytest.mark.parametrize("unsafe", [("policy", "per_state"), ("dataset", "batch")])
+def test_escape_actor_takes_the_unsafe_region_alone(dataset, unsafe):
+    """escape_actor=true: eq. 13 trains only `actor`, eq. 14 only the escape actor (with the one actor,
+    eq. 14 moves it too); outside the learned safe region the escape actor acts, inside the main one."""
+    moved = {}
+    for escape in (False, True):
+        algo, sampler = make(dataset, total_steps=20, seed=1, escape_actor=escape, unsafe_actions=unsafe[0], unsafe_weighting=unsafe[1],
+                             trust_region=False, safe_loss_weight=0.0, region_threshold=-1.0)  # every state unsafe
+        algo.pretrain(context(dataset, sampler))
+        before = online_actor(algo.actor)
+        escape_before = online_actor(algo.escape_actor) if escape else None
+        for step in range(3):
+            algo.update(sampler, step)
+        moved[escape] = not torch.equal(before, online_actor(algo.actor))
+        if escape:
+            assert not torch.equal(escape_before, online_actor(algo.escape_actor))
+            assert "escape_actor" in algo.state_dict()
+    assert moved == {False: True, True: False}
+
+    algo, sampler = make(dataset, total_steps=20, seed=1, escape_actor=True, unsafe_loss_weight=0.0)
+    algo.pretrain(context(dataset, sampler))
+    escape_before = online_actor(algo.escape_actor)
+    for step in range(3):
+        algo.update(sampler, step)
+    assert torch.equal(escape_before, online_actor(algo.escape_actor))
+
+    # Acting: the escape actor's samples where the learned region says unsafe, the main actor's elsewhere.
+    obs = sampler.sample(8).observations
+    algo.actor_ema.sample = lambda o, g, n=1: torch.full((o.shape[0], n, 2), -0.5)
+    algo.escape_actor_ema.sample = lambda o, g, n=1: torch.full((o.shape[0], n, 2), 0.5)
+    unsafe = torch.arange(8) % 2 == 0
+    algo.safe_set = lambda o: ~unsafe[: o.shape[0]]
+    for select in ("mode", "minqc", "actor"):
+        algo.cfg.select = select
+        actions = algo.act(obs, torch.Generator().manual_seed(0))
+        assert torch.equal(actions[:, 0], torch.where(unsafe, 0.5, -0.5))
+
+
 def test_return_advantages_score_each_row_by_its_own_trajectory(dataset):
     """advantage_estimate=return: f of a dataset row is eq. 10 on the discounted reward and cost its
     trajectory collected from that row on, whatever the critics say; the weights follow from it."""

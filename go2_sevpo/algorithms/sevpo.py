@@ -108,6 +108,12 @@ class SEVPOConfig(AlgorithmConfig):
     # policy-improvement step, not self-imitation of whatever the actor already does there).
     unsafe_weighting: str = "per_state"
     unsafe_samples: int = 4  # per_state only
+    # Who acts outside the learned safe region. false (paper): the one actor, trained by eq. 13 on safe
+    # states and eq. 14 on unsafe ones. true: a second diffusion actor of the same size takes eq. 14
+    # (and eq. 15), acting and the critics' next actions there; `actor` takes eq. 13 alone. The policy
+    # is the same piecewise objective (eq. 16 splits by region), but neither region's training reaches
+    # the other's policy through shared weights (docs/SEVPO.md, "The escape from dataset actions").
+    escape_actor: bool = False
     trust_region: bool = True  # eq. 15 after K_trust steps (False = eq. 14 throughout, Table 2)
     trust_start: float = 0.5  # K_trust as a fraction of the training steps
     lag_refresh: int = 5  # k: the lagged actor copy z' is refreshed every k steps
@@ -130,6 +136,8 @@ class SEVPOConfig(AlgorithmConfig):
     # initialised and trained exactly as in the full ensemble (docs/TRAINING_SPEED.md).
     reward_critic: str = "auto"
 
+
+ESCAPE_MODULES = ("escape_actor", "escape_actor_ema", "escape_actor_lag", "escape_optimizer", "escape_scheduler")
 
 # Fields whose values change what stage 1 computes: the cache key (with the dataset's fingerprint).
 STAGE1_FIELDS = ("critic_batch_size", "gamma", "timeout_is_terminal", "stage1_steps", "stage1_seed",
@@ -285,6 +293,16 @@ class SEVPO(OfflineAlgorithm):
             self.actor_optimizer,
             cosine_factor(total_steps) if cfg.cosine_lr else (lambda s: 1.0),
         )
+        # The escape actor is built last, so every other network starts as it would without it.
+        self.escape_actor: DiffusionActor | None = None
+        if cfg.escape_actor:
+            self.escape_actor = DiffusionActor(obs_dim, act_dim, cfg.actor).to(dev)
+            self.escape_actor_ema = copy.deepcopy(self.escape_actor).requires_grad_(False).eval()
+            self.escape_actor_lag = copy.deepcopy(self.escape_actor).requires_grad_(False).eval()
+            self.escape_optimizer = adam(self.escape_actor.parameters(), lr=cfg.actor_lr)
+            self.escape_scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.escape_optimizer, cosine_factor(total_steps) if cfg.cosine_lr else (lambda s: 1.0))
+            self._MODULES = type(self)._MODULES + ESCAPE_MODULES
 
     # ----------------------------------------------------------------- critic views
     def conservative_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -477,7 +495,7 @@ class SEVPO(OfflineAlgorithm):
         cfg, n = self.cfg, self.cfg.num_critics
         obs, actions = batch.observations, batch.actions
         with torch.no_grad():
-            next_actions = self.actor_ema.sample(batch.next_observations, self.generator)[:, 0]  # a' ~ pi_ema(s')
+            next_actions = self.sample_policy(self.actor_ema, batch.next_observations, self.generator)  # a' ~ pi_ema(s')
             next_qr, next_qc = self.policy_q(batch.next_observations, next_actions, target=True)
             mask = batch.bootstrap_mask(cfg.timeout_is_terminal)
             if self.has_reward_critic:
@@ -537,8 +555,10 @@ class SEVPO(OfflineAlgorithm):
             unsafe_obs, k = obs[rows], (cfg.unsafe_samples if cfg.unsafe_weighting == "per_state" else 1)
             # Eq. 14: in the unsafe region, actions of the current policy (no behaviour regularisation)
             # scored by the conservative cost advantage A_c_hat = Qc_hat(s, a) - Vc_hat(s).
+            unsafe_net, unsafe_lag = ((self.actor, self.actor_lag) if self.escape_actor is None
+                                      else (self.escape_actor, self.escape_actor_lag))
             if cfg.unsafe_actions == "policy":
-                unsafe_actions = self.actor.sample(unsafe_obs, self.generator, k).reshape(-1, self.act_dim)
+                unsafe_actions = unsafe_net.sample(unsafe_obs, self.generator, k).reshape(-1, self.act_dim)
             else:
                 unsafe_actions = actions[rows]
             unsafe_obs = unsafe_obs.repeat_interleave(k, dim=0) if k > 1 else unsafe_obs
@@ -561,24 +581,33 @@ class SEVPO(OfflineAlgorithm):
             # training-mode network to match its own dropout-free output, a fixed-point iteration that
             # does not contract (measured: the actor's loss went from 0.2 to 1e8 within 1,500 steps of
             # K_trust, docs/SEVPO.md).
-            with dropout_off(self.actor):
-                eps_unsafe = self.actor(noisy[b:], unsafe_obs, t[b:])
+            with dropout_off(unsafe_net):
+                eps_unsafe = unsafe_net(noisy[b:], unsafe_obs, t[b:])
             with torch.no_grad():
-                eps_lag = self.actor_lag(noisy[b:], unsafe_obs, t[b:])
+                eps_lag = unsafe_lag(noisy[b:], unsafe_obs, t[b:])
             unsafe_err = (eps_unsafe - eps_lag).pow(2).sum(-1)
-        else:  # eq. 14 as a weighted denoising loss on the policy's own actions; one forward for both halves
+        elif self.escape_actor is None:  # eq. 14 as a weighted denoising loss; one forward for both halves
             eps_pred = self.actor(noisy, torch.cat([obs, unsafe_obs]), t)
             unsafe_err = (eps_pred[b:] - eps[b:]).pow(2).sum(-1)
+        else:
+            eps_pred = self.actor(noisy[:b], obs, t[:b])
+            unsafe_err = (self.escape_actor(noisy[b:], unsafe_obs, t[b:]) - eps[b:]).pow(2).sum(-1)
         safe_loss = (w_safe * (eps_pred[:b] - eps[:b]).pow(2).sum(-1)).mean()  # eq. 13
         unsafe_loss = (w_unsafe * unsafe_err).sum() / b  # a mean over the whole batch, as eq. 14 writes it
         loss = cfg.safe_loss_weight * safe_loss + cfg.unsafe_loss_weight * unsafe_loss  # eq. 16
-        self.actor_optimizer.zero_grad(set_to_none=True)
+        actors = [(self.actor, self.actor_ema, self.actor_lag, self.actor_optimizer, self.actor_scheduler)]
+        if self.escape_actor is not None:
+            actors.append((self.escape_actor, self.escape_actor_ema, self.escape_actor_lag, self.escape_optimizer,
+                           self.escape_scheduler))
+        for _, _, _, optimizer, _ in actors:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.actor_optimizer.step()
-        self.actor_scheduler.step()
-        soft_update(self.actor_ema, self.actor, cfg.actor_ema)
-        if (step + 1) % cfg.lag_refresh == 0:  # z' <- z_theta every k steps
-            hard_update(self.actor_lag, self.actor)
+        for net, ema, lag, optimizer, scheduler in actors:
+            optimizer.step()
+            scheduler.step()
+            soft_update(ema, net, cfg.actor_ema)
+            if (step + 1) % cfg.lag_refresh == 0:  # z' <- z_theta every k steps
+                hard_update(lag, net)
 
         unsafe_count = (1.0 - safe).sum().clamp_min(1.0)  # per_state: weights sum to 1 per state
         return {
@@ -596,13 +625,31 @@ class SEVPO(OfflineAlgorithm):
             **({"advantage_mean": advantage.mean(), "advantage_std": advantage.std()} if self.weighs_advantages else {}),
         }
 
+    @torch.no_grad()
+    def sample_policy(self, actor: DiffusionActor, obs: torch.Tensor, generator: torch.Generator,
+                      n: int | None = None) -> torch.Tensor:
+        """Actions of the (EMA) policy, (B, A), or n candidates per state, (B, n, A). With `escape_actor`
+        the policy is piecewise: states outside the learned safe region take the escape actor's EMA
+        samples (drawn after the main actor's, for those rows only on CPU; on a GPU for all rows, as a
+        gather would sync)."""
+        out = actor.sample(obs, generator, n or 1)
+        if self.escape_actor is not None:
+            unsafe = ~self.safe_set(obs)
+            if obs.device.type == "cpu":
+                rows = unsafe.nonzero().squeeze(1)
+                if rows.numel():
+                    out[rows] = self.escape_actor_ema.sample(obs[rows], generator, n or 1)
+            else:
+                out = torch.where(unsafe[:, None, None], self.escape_actor_ema.sample(obs, generator, n or 1), out)
+        return out if n else out[:, 0]
+
     # ----------------------------------------------------------------- acting
     @torch.no_grad()
     def act(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         b, n = obs.shape[0], self.cfg.num_candidates
         if self.cfg.select == "actor":
-            return self.actor_ema.sample(obs, generator)[:, 0]
-        candidates = self.actor_ema.sample(obs, generator, n)  # (B, N, A): all envs, all candidates, one call
+            return self.sample_policy(self.actor_ema, obs, generator)
+        candidates = self.sample_policy(self.actor_ema, obs, generator, n)  # (B, N, A): all envs and candidates
         flat_obs = obs.repeat_interleave(n, dim=0)
         flat_actions = candidates.reshape(b * n, self.act_dim)
         qc_hat = self.conservative_q(flat_obs, flat_actions).view(b, n)
