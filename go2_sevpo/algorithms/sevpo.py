@@ -495,7 +495,7 @@ class SEVPO(OfflineAlgorithm):
         cfg, n = self.cfg, self.cfg.num_critics
         obs, actions = batch.observations, batch.actions
         with torch.no_grad():
-            next_actions = self.sample_policy(self.actor_ema, batch.next_observations, self.generator)  # a' ~ pi_ema(s')
+            next_actions = self.sample_policy(batch.next_observations, self.generator)  # a' ~ pi_ema(s')
             next_qr, next_qc = self.policy_q(batch.next_observations, next_actions, target=True)
             mask = batch.bootstrap_mask(cfg.timeout_is_terminal)
             if self.has_reward_critic:
@@ -626,13 +626,12 @@ class SEVPO(OfflineAlgorithm):
         }
 
     @torch.no_grad()
-    def sample_policy(self, actor: DiffusionActor, obs: torch.Tensor, generator: torch.Generator,
-                      n: int | None = None) -> torch.Tensor:
-        """Actions of the (EMA) policy, (B, A), or n candidates per state, (B, n, A). With `escape_actor`
+    def sample_policy(self, obs: torch.Tensor, generator: torch.Generator, n: int | None = None) -> torch.Tensor:
+        """Actions of the EMA policy, (B, A), or n candidates per state, (B, n, A). With `escape_actor`
         the policy is piecewise: states outside the learned safe region take the escape actor's EMA
         samples (drawn after the main actor's, for those rows only on CPU; on a GPU for all rows, as a
         gather would sync)."""
-        out = actor.sample(obs, generator, n or 1)
+        out = self.actor_ema.sample(obs, generator, n or 1)
         if self.escape_actor is not None:
             unsafe = ~self.safe_set(obs)
             if obs.device.type == "cpu":
@@ -648,8 +647,8 @@ class SEVPO(OfflineAlgorithm):
     def act(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         b, n = obs.shape[0], self.cfg.num_candidates
         if self.cfg.select == "actor":
-            return self.sample_policy(self.actor_ema, obs, generator)
-        candidates = self.sample_policy(self.actor_ema, obs, generator, n)  # (B, N, A): all envs and candidates
+            return self.sample_policy(obs, generator)
+        candidates = self.sample_policy(obs, generator, n)  # (B, N, A): all envs and candidates
         flat_obs = obs.repeat_interleave(n, dim=0)
         flat_actions = candidates.reshape(b * n, self.act_dim)
         qc_hat = self.conservative_q(flat_obs, flat_actions).view(b, n)
