@@ -14,6 +14,10 @@ def tiny_actor() -> DiffusionActor:
     return DiffusionActor(8, 2, DiffusionConfig(hidden_dim=16, num_blocks=1, time_dim=8, time_hidden=[8])).eval()
 
 
+def sampler(actor):
+    return lambda obs, generator: actor.sample(obs, generator)[:, 0]
+
+
 def test_rollout_pays_the_goal_once_and_stops():
     # 0.05 m outside the goal disc, heading at it at full speed: the first step arrives whatever the actor does.
     d = GOAL_RADIUS + 0.05
@@ -21,7 +25,7 @@ def test_rollout_pays_the_goal_once_and_stops():
     action = torch.zeros(1, 2)
     step = transition(state, action)
     assert bool(step["success"])
-    ret, cost = rollout_values(tiny_actor(), lambda o: o, state, action, 0.99, 100, torch.Generator().manual_seed(0))
+    ret, cost = rollout_values(sampler(tiny_actor()), lambda o: o, state, action, 0.99, 100, torch.Generator().manual_seed(0))
     assert math.isclose(float(ret), float(step["reward"]), rel_tol=1e-6) and float(ret) > GOAL_BONUS
     assert float(cost) == 0.0
 
@@ -30,7 +34,7 @@ def test_rollout_discounts_hazard_steps():
     # Stopped at the hazard's centre with a full-brake first action: the actor may move it out later,
     # but the first step costs 1 undiscounted, so the discounted cost is at least 1.
     state = torch.tensor([[0.0, 0.0, 0.0, 0.0]])
-    ret, cost = rollout_values(tiny_actor(), lambda o: o, state, torch.tensor([[-1.0, 0.0]]), 0.99, 5,
+    ret, cost = rollout_values(sampler(tiny_actor()), lambda o: o, state, torch.tensor([[-1.0, 0.0]]), 0.99, 5,
                                torch.Generator().manual_seed(0))
     assert 1.0 <= float(cost) <= sum(0.99**k for k in range(5)) + 1e-6
     assert observe(state).shape == (1, 8)

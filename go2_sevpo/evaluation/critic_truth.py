@@ -65,10 +65,11 @@ def discounted_rollout(states: torch.Tensor, first_actions: torch.Tensor, next_a
     return ret, cost
 
 
-def rollout_values(actor, normalizer, states: torch.Tensor, first_actions: torch.Tensor, gamma: float,
+def rollout_values(policy, normalizer, states: torch.Tensor, first_actions: torch.Tensor, gamma: float,
                    horizon: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Discounted return and cost of (s, a) then the diffusion actor (one sample per step), (B,) each."""
-    return discounted_rollout(states, first_actions, lambda s: actor.sample(normalizer(observe(s)), generator)[:, 0],
+    """Discounted return and cost of (s, a) then `policy(normalised obs, generator) -> (B, A)` (one
+    sample per step: the policy the critics Qr, Qc evaluate), (B,) each."""
+    return discounted_rollout(states, first_actions, lambda s: policy(normalizer(observe(s)), generator),
                               gamma, horizon)
 
 
@@ -124,7 +125,7 @@ def critic_truth(algo, normalizer, dataset, cfg: CriticTruthConfig) -> dict[str,
     # Monte-Carlo truth: every (s, a) `rollouts` times, all in one batch.
     flat_states = states.reshape(-1, 4).repeat(cfg.rollouts, 1)
     flat_actions = actions.reshape(-1, 2).repeat(cfg.rollouts, 1)
-    ret, cost = rollout_values(algo.actor_ema, normalizer, flat_states, flat_actions, algo.cfg.gamma,
+    ret, cost = rollout_values(algo.sample_policy, normalizer, flat_states, flat_actions, algo.cfg.gamma,
                                cfg.horizon, gen)
     ret, cost = ret.view(cfg.rollouts, s, a), cost.view(cfg.rollouts, s, a)
     se = lambda x: x.std(0) / cfg.rollouts**0.5  # noqa: E731
