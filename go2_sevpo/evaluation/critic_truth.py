@@ -205,8 +205,8 @@ def escape_truth(algo, normalizer, dataset, cfg: CriticTruthConfig) -> dict[str,
     inside = hazard_distance(data_states[:, :2]) < HAZARD_RADIUS
     if not inside.any():
         raise ValueError("none of the probed unsafe states is inside the hazard: raise --states")
-    # At standstill only the states inside the hazard are probed: outside it, standing still costs
-    # nothing, so every action that does not move ties with braking.
+    # The slowed probes (standstill and any other `probe_speeds`) use only the states inside the hazard:
+    # outside it, standing still costs nothing, so every action that does not move ties with braking.
     probes = [("data", data_states)]
     for speed in cfg.probe_speeds:
         slowed = data_states[inside].clone()
