@@ -289,10 +289,8 @@ class SEVPO(OfflineAlgorithm):
         self.critic_optimizer = adam(self.policy_critics.parameters(), lr=cfg.critic_lr)
         self.value_optimizer = adam(self.objective_value.parameters(), lr=cfg.critic_lr)
         self.actor_optimizer = adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.actor_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.actor_optimizer,
-            cosine_factor(total_steps) if cfg.cosine_lr else (lambda s: 1.0),
-        )
+        lr_factor = cosine_factor(total_steps) if cfg.cosine_lr else (lambda s: 1.0)
+        self.actor_scheduler = torch.optim.lr_scheduler.LambdaLR(self.actor_optimizer, lr_factor)
         # The escape actor is built last, so every other network starts as it would without it.
         self.escape_actor: DiffusionActor | None = None
         if cfg.escape_actor:
@@ -300,8 +298,7 @@ class SEVPO(OfflineAlgorithm):
             self.escape_actor_ema = copy.deepcopy(self.escape_actor).requires_grad_(False).eval()
             self.escape_actor_lag = copy.deepcopy(self.escape_actor).requires_grad_(False).eval()
             self.escape_optimizer = adam(self.escape_actor.parameters(), lr=cfg.actor_lr)
-            self.escape_scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.escape_optimizer, cosine_factor(total_steps) if cfg.cosine_lr else (lambda s: 1.0))
+            self.escape_scheduler = torch.optim.lr_scheduler.LambdaLR(self.escape_optimizer, lr_factor)
             self._MODULES = type(self)._MODULES + ESCAPE_MODULES
 
     # ----------------------------------------------------------------- critic views
