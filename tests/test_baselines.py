@@ -2,6 +2,7 @@
 behaviour that defines each (BC-safe's filter, CPQ's OOD cost penalty, COptiDICE's weights and
 multiplier), bit-exact resume of every algorithm in process, and one CLI run of each."""
 
+import dataclasses
 import io
 import math
 
@@ -99,6 +100,40 @@ def test_fisor_reward_scaling_and_feasible_region(dataset):
     assert torch.equal(algo.safe_set(obs), algo.feasibility_value(obs) <= 0)
     actions = algo.act(obs, torch.Generator().manual_seed(0))
     assert actions.shape == (50, 2) and actions.abs().max() <= 1.0
+
+
+def test_fisor_constraint_signal_is_the_hazard_depth(dataset):
+    """FISOR's toy launcher feeds the HJ critics h = hazard radius - distance of s' (> 0 exactly where
+    the step has cost) instead of 25 / -1; it changes the feasibility critics and nothing else."""
+    assert (dataset.costs > 0).any() and (dataset.costs == 0).any()
+    algos = {}
+    for signal in ("cost", "constraint"):
+        torch.manual_seed(0)
+        algo = FISOR(FISORConfig(**TINY["fisor"], feasibility_signal=signal), dataset.obs_dim, dataset.act_dim,
+                     20, "cpu", 0)
+        algo.pretrain(dataclasses.replace(context(dataset), env_name="reach_avoid"))
+        algo.update(DeviceSampler(dataset, "cpu", 0), 0)
+        algos[signal] = algo
+    h = algos["constraint"].constraint_values
+    assert torch.allclose(h, torch.as_tensor(0.8 - dataset.next_observations[:, 5]))
+    assert torch.equal(h > 0, torch.as_tensor(dataset.costs > 0))
+    assert algos["cost"].constraint_values is None
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))  # noqa: E731
+    assert same(algos["cost"].reward_critic, algos["constraint"].reward_critic)
+    assert not same(algos["cost"].feasibility_critic, algos["constraint"].feasibility_critic)
+
+
+def test_fisor_constraint_signal_refuses_data_of_another_task(dataset):
+    from go2_sevpo.utils.errors import ConfigError
+    algo = FISOR(FISORConfig(**TINY["fisor"], feasibility_signal="constraint"), dataset.obs_dim, dataset.act_dim,
+                 20, "cpu", 0)
+    with pytest.raises(ConfigError, match="name of the task"):
+        algo.pretrain(context(dataset))
+    flipped = dataclasses.replace(dataset, costs=1.0 - dataset.costs)
+    with pytest.raises(ConfigError, match="agree with env 'reach_avoid'"):
+        algo.pretrain(dataclasses.replace(context(flipped), env_name="reach_avoid"))
+    with pytest.raises(ConfigError, match="feasibility_signal"):
+        FISOR(FISORConfig(**TINY["fisor"], feasibility_signal="depth"), dataset.obs_dim, dataset.act_dim, 20, "cpu", 0)
 
 
 # ----------------------------------------------------------------------------- BC-safe

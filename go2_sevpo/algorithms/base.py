@@ -54,6 +54,9 @@ class PretrainContext:
     # True once SIGTERM / SIGINT asked the job to stop: a long stage saves its progress and raises
     # go2_sevpo.utils.jobs.Preempted (the trainer's graceful stop).
     stop_requested: Callable[[], bool] = lambda: False
+    # The task the data were made on (env registry name): for task-defined signals such as FISOR's
+    # continuous constraint value; "" when unknown.
+    env_name: str = ""
 
 
 class OfflineAlgorithm(ABC):

@@ -3,6 +3,7 @@
     expectile_loss            IQL's upper expectile (SEVPO's Vf, FISOR's reward V)
     reversed_expectile_loss   the low expectile of a cost critic (SEVPO eq. 6, FISOR's Vh)
     hj_cost / hj_target       FISOR's Hamilton-Jacobi feasibility transform and Bellman target
+    hj_backup                 that target on any constraint signal h; env_constraint_values: the task's h(s')
     implicit_value_step       one IQL-style (V, then Q from V(s')) step: SEVPO stage 1, FISOR's critics
     first_admissible_index    acting: the first of N candidates that passes the cost tests
     discounted_cost_budget    an episode cost limit in discounted per-state units (CPQ, COptiDICE)
@@ -18,6 +19,7 @@ import torch
 
 from go2_sevpo.data.format import OfflineDataset
 from go2_sevpo.networks import soft_update
+from go2_sevpo.utils.errors import ConfigError
 
 
 def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
@@ -42,11 +44,40 @@ def hj_cost(costs: torch.Tensor, scale: float) -> torch.Tensor:
 
 def hj_target(costs: torch.Tensor, next_value: torch.Tensor, mask: torch.Tensor, gamma: float,
               scale: float) -> torch.Tensor:
-    """FISOR's discounted Hamilton-Jacobi reachability target (Fisac et al. 2019):
-    Qh(s, a) <- (1 - gamma) h + gamma max(h, Vh(s')), and h alone where the episode ends. The fixed
-    point is <= 0 exactly where the constraint can be kept for ever (the feasible region)."""
-    h = hj_cost(costs, scale)
+    """`hj_backup` on FISOR's DSRL signal h = hj_cost(costs, scale)."""
+    return hj_backup(hj_cost(costs, scale), next_value, mask, gamma)
+
+
+def hj_backup(h: torch.Tensor, next_value: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
+    """FISOR's discounted Hamilton-Jacobi reachability target (Fisac et al. 2019) on a constraint
+    signal h (> 0 where violated): Qh(s, a) <- (1 - gamma) h + gamma max(h, Vh(s')), and h alone where
+    the episode ends. The fixed point is <= 0 exactly where the constraint can be kept for ever (the
+    feasible region)."""
     return mask * ((1 - gamma) * h + gamma * torch.maximum(h, next_value)) + (1 - mask) * h
+
+
+def env_constraint_values(env_name: str, next_observations: np.ndarray, costs: np.ndarray,
+                          device: torch.device) -> torch.Tensor:
+    """The task's continuous constraint value h(s') of every dataset row, (N,) on `device` (FISOR's toy
+    signal: hazard radius minus distance, > 0 inside). Refuses, in one line, a task that defines none
+    and a dataset whose costs disagree with it (made on another task or variant)."""
+    from go2_sevpo.envs.registry import lookup
+
+    if not env_name:
+        raise ConfigError("the task's constraint value needs the name of the task the data were made on")
+    try:
+        env_cls, _ = lookup(env_name)
+    except KeyError as err:
+        raise ConfigError(str(err.args[0])) from None
+    h = env_cls.constraint_value(torch.as_tensor(next_observations, dtype=torch.float32))
+    if h is None:
+        raise ConfigError(f"env {env_name!r} defines no continuous constraint value; use the cost signal "
+                          f"(algo.feasibility_signal=cost)")
+    agree = float(((h > 0) == torch.as_tensor(costs > 0)).float().mean()) if len(costs) else 1.0
+    if agree < 0.99:
+        raise ConfigError(f"the dataset's costs agree with env {env_name!r}'s constraint value on only "
+                          f"{agree:.1%} of rows: not data of this task")
+    return h.to(device)
 
 
 def implicit_value_step(critic, critic_target, value, critic_optimizer, value_optimizer, batch, *,

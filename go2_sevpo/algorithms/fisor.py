@@ -1,9 +1,10 @@
 """FISOR (Zheng et al. 2024, "Safe Offline Reinforcement Learning with Feasibility-Guided Diffusion
 Model"), the main baseline, on SEVPO's backbone (spec: ALGORITHMS.md, "FISOR").
 
-Feasibility: Hamilton-Jacobi critics. h = 25 where the step has cost, -1 elsewhere; Qh (ensemble of 2,
-pessimistic = max) towards (1 - gamma) h + gamma max(h, Vh(s')); Vh a low (reversed, 0.9) expectile of
-Qh over dataset actions. The feasible region is {s : Vh(s) <= 0}.
+Feasibility: Hamilton-Jacobi critics. h = 25 where the step has cost, -1 elsewhere (FISOR on DSRL), or
+the task's continuous constraint value of s' (`feasibility_signal=constraint`, FISOR's toy launcher);
+Qh (ensemble of 2, pessimistic = max) towards (1 - gamma) h + gamma max(h, Vh(s')); Vh a low (reversed,
+0.9) expectile of Qh over dataset actions. The feasible region is {s : Vh(s) <= 0}.
 Reward: IQL critics. Q (ensemble of 2, min) towards r + gamma mask V(s'); V the 0.9 expectile of Q.
 Actor: the diffusion actor trained by weighted denoising on DATASET actions:
     feasible   (Vh <= 0 and Qh <= 0): w = clip(exp(3 (Q - V)), 0, 100)   (maximise reward)
@@ -22,8 +23,9 @@ import numpy as np
 import torch
 
 from go2_sevpo.algorithms.base import AlgorithmConfig, OfflineAlgorithm, PretrainContext
-from go2_sevpo.algorithms.common import (cosine_factor, expectile_loss, first_admissible_index, hj_target,
-                                         implicit_value_step, mode_of_tested_index, reversed_expectile_loss)
+from go2_sevpo.algorithms.common import (cosine_factor, env_constraint_values, expectile_loss,
+                                         first_admissible_index, hj_backup, hj_cost, implicit_value_step,
+                                         mode_of_tested_index, reversed_expectile_loss)
 from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
 from go2_sevpo.networks import CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, soft_update, adam
 from go2_sevpo.utils.errors import ConfigError
@@ -46,7 +48,11 @@ class FISORConfig(AlgorithmConfig):
     num_critics: int = 2  # per ensemble: Qh uses max over members, Q min
     critic_lr: float = 3e-4
     critic_tau: float = 0.005  # Polyak factor of both target critics
-    hj_cost_scale: float = 25.0  # h = scale if c > 0 else -1
+    # The constraint signal h of the HJ critics. cost: h = hj_cost_scale if the step has cost, else -1
+    # (FISOR's DSRL recipe) | constraint: the task's continuous constraint value of s' (FISOR's toy
+    # launcher feeds h = hazard radius - distance; envs that define one: BatchedEnv.constraint_value).
+    feasibility_signal: str = "cost"
+    hj_cost_scale: float = 25.0  # cost signal only: h = scale if c > 0 else -1
     feasibility_expectile: float = 0.9  # tau of Vh's REVERSED expectile (a low expectile of Qh)
     reward_expectile: float = 0.9  # tau of V's (upper) expectile, IQL
     # ---- actor
@@ -101,6 +107,8 @@ class FISOR(OfflineAlgorithm):
         rules = ("minqh", "feasible", "feasible_mode", "actor")
         if cfg.select not in rules:
             raise ConfigError(f"algo.select={cfg.select!r} is not one of {rules}")
+        if cfg.feasibility_signal not in ("cost", "constraint"):
+            raise ConfigError(f"algo.feasibility_signal={cfg.feasibility_signal!r} is not one of ('cost', 'constraint')")
         dev = self.device
         self.feasibility_critic = CriticEnsemble(obs_dim, act_dim, cfg.critic_hidden, cfg.num_critics).to(dev)  # Qh
         self.feasibility_critic_target = copy.deepcopy(self.feasibility_critic).requires_grad_(False)
@@ -120,6 +128,7 @@ class FISOR(OfflineAlgorithm):
             self.actor_optimizer, cosine_factor(total_steps) if cfg.cosine_lr else (lambda s: 1.0))
         # Reward multiplier (set by pretrain from the dataset; saved so a resumed run keeps it).
         self.reward_multiplier = 1.0
+        self.constraint_values: torch.Tensor | None = None  # (N,) h per dataset row, constraint signal only
         self.prepared = False
 
     def pretrain(self, context: PretrainContext) -> None:
@@ -128,6 +137,9 @@ class FISOR(OfflineAlgorithm):
             spread = episode_return_range(context.dataset.episode_returns())
             self.reward_multiplier = self.cfg.reward_scale / spread
             context.message(f"fisor: rewards x {self.reward_multiplier:.4g} (episode-return range {spread:.4g})")
+        if self.cfg.feasibility_signal == "constraint":  # derived from the data, so not checkpointed
+            self.constraint_values = env_constraint_values(context.env_name, context.dataset.next_observations,
+                                                           context.dataset.costs, self.device)
         self.prepared = True
 
     # ----------------------------------------------------------------- critic views
@@ -151,6 +163,8 @@ class FISOR(OfflineAlgorithm):
         cfg = self.cfg
         mask = batch.bootstrap_mask(cfg.timeout_is_terminal)
         rewards = batch.rewards * self.reward_multiplier
+        h = (hj_cost(batch.costs, cfg.hj_cost_scale) if self.constraint_values is None
+             else self.constraint_values[batch.rows])
         reward = implicit_value_step(
             self.reward_critic, self.reward_critic_target, self.reward_value,
             self.reward_critic_optimizer, self.reward_value_optimizer, batch, pessimism="min",
@@ -161,7 +175,7 @@ class FISOR(OfflineAlgorithm):
             self.feasibility_critic, self.feasibility_critic_target, self.feasibility_value,
             self.feasibility_critic_optimizer, self.feasibility_value_optimizer, batch, pessimism="max",
             value_loss=lambda diff: reversed_expectile_loss(diff, cfg.feasibility_expectile),
-            target=lambda next_v, m: hj_target(batch.costs, next_v, m, cfg.gamma, cfg.hj_cost_scale),
+            target=lambda next_v, m: hj_backup(h, next_v, m, cfg.gamma),
             tau=cfg.critic_tau, mask=mask)
         return {
             "loss_reward_value": reward["value_loss"],

@@ -95,6 +95,12 @@ class BatchedEnv(VecEnv):
     def _observe(self) -> torch.Tensor:
         """Actor observation (N, num_obs) of the current state."""
 
+    @staticmethod
+    def constraint_value(obs: torch.Tensor) -> torch.Tensor | None:
+        """A continuous constraint value h of (..., num_obs) observations, > 0 exactly where the step
+        has cost (FISOR's toy signal), or None where the task defines none (the default)."""
+        return None
+
     def _privileged_observe(self, obs: torch.Tensor) -> torch.Tensor:
         """Critic observation for PPO; the actor observation unless a task adds privileged terms."""
         return obs

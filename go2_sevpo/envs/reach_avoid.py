@@ -145,3 +145,8 @@ class ReachAvoidEnv(BatchedEnv):
 
     def _observe(self) -> torch.Tensor:
         return observe(self.state)
+
+    @staticmethod
+    def constraint_value(obs: torch.Tensor) -> torch.Tensor:
+        """h = hazard radius - hazard distance (observation 5): > 0 inside the hazard, where cost is 1."""
+        return HAZARD_RADIUS - obs[..., 5]

@@ -267,7 +267,7 @@ class OfflineTrainer:
             cache_key_extra={"normalize_obs": cfg.normalize_obs},
             cost_limit=float(cfg.env.cost_limit), max_episode_length=int(cfg.env.max_episode_length),
             progress_path=str(self.run_dir / PRETRAIN_PROGRESS_NAME), save_interval=cfg.save_interval,
-            stop_requested=lambda: stop.requested,
+            stop_requested=lambda: stop.requested, env_name=self.env_name,
         ))
         if not resumed:
             self.save()  # a kill after pre-training resumes here, without the cache
