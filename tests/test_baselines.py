@@ -118,9 +118,11 @@ def test_fisor_constraint_signal_is_the_hazard_depth(dataset):
     assert torch.allclose(h, torch.as_tensor(0.8 - dataset.next_observations[:, 5]))
     assert torch.equal(h > 0, torch.as_tensor(dataset.costs > 0))
     assert algos["cost"].constraint_values is None
-    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))  # noqa: E731
-    assert same(algos["cost"].reward_critic, algos["constraint"].reward_critic)
-    assert not same(algos["cost"].feasibility_critic, algos["constraint"].feasibility_critic)
+    def same(name):
+        return all(torch.equal(x, y) for x, y in zip(getattr(algos["cost"], name).parameters(),
+                                                      getattr(algos["constraint"], name).parameters()))
+    assert same("reward_critic") and same("actor")
+    assert not same("feasibility_critic")
 
 
 def test_fisor_constraint_signal_refuses_data_of_another_task(dataset):
