@@ -281,25 +281,25 @@ class SEVPO(OfflineAlgorithm):
         self.policy_critics = (critics if self.has_reward_critic else critics.members(slice(n, 2 * n))).to(dev)
         self.policy_critics_target = copy.deepcopy(self.policy_critics).requires_grad_(False)
         self.objective_value = ValueNetwork(obs_dim, cfg.critic_hidden).to(dev)  # Vf, the baseline of f
-        self.actor = DiffusionActor(obs_dim, act_dim, cfg.actor).to(dev)
-        # The EMA actor (targets, acting) and the lagged copy z' of eq. 15 never use dropout.
-        self.actor_ema = copy.deepcopy(self.actor).requires_grad_(False).eval()
-        self.actor_lag = copy.deepcopy(self.actor).requires_grad_(False).eval()
-
+        lr_factor = cosine_factor(total_steps) if cfg.cosine_lr else (lambda s: 1.0)
+        (self.actor, self.actor_ema, self.actor_lag, self.actor_optimizer,
+         self.actor_scheduler) = self._actor_set(obs_dim, act_dim, lr_factor)
         self.critic_optimizer = adam(self.policy_critics.parameters(), lr=cfg.critic_lr)
         self.value_optimizer = adam(self.objective_value.parameters(), lr=cfg.critic_lr)
-        self.actor_optimizer = adam(self.actor.parameters(), lr=cfg.actor_lr)
-        lr_factor = cosine_factor(total_steps) if cfg.cosine_lr else (lambda s: 1.0)
-        self.actor_scheduler = torch.optim.lr_scheduler.LambdaLR(self.actor_optimizer, lr_factor)
         # The escape actor is built last, so every other network starts as it would without it.
         self.escape_actor: DiffusionActor | None = None
         if cfg.escape_actor:
-            self.escape_actor = DiffusionActor(obs_dim, act_dim, cfg.actor).to(dev)
-            self.escape_actor_ema = copy.deepcopy(self.escape_actor).requires_grad_(False).eval()
-            self.escape_actor_lag = copy.deepcopy(self.escape_actor).requires_grad_(False).eval()
-            self.escape_optimizer = adam(self.escape_actor.parameters(), lr=cfg.actor_lr)
-            self.escape_scheduler = torch.optim.lr_scheduler.LambdaLR(self.escape_optimizer, lr_factor)
+            (self.escape_actor, self.escape_actor_ema, self.escape_actor_lag, self.escape_optimizer,
+             self.escape_scheduler) = self._actor_set(obs_dim, act_dim, lr_factor)
             self._MODULES = type(self)._MODULES + ESCAPE_MODULES
+
+    def _actor_set(self, obs_dim: int, act_dim: int, lr_factor) -> tuple:
+        """A diffusion actor, its EMA copy (targets, acting) and its lagged copy z' of eq. 15 (neither
+        uses dropout), its Adam and its lr schedule. Only the actor's initialisation draws random numbers."""
+        actor = DiffusionActor(obs_dim, act_dim, self.cfg.actor).to(self.device)
+        optimizer = adam(actor.parameters(), lr=self.cfg.actor_lr)
+        return (actor, copy.deepcopy(actor).requires_grad_(False).eval(), copy.deepcopy(actor).requires_grad_(False).eval(),
+                optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor))
 
     # ----------------------------------------------------------------- critic views
     def conservative_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
