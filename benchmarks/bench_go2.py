@@ -15,6 +15,7 @@ import os
 import platform
 import time
 
+import go2_sevpo  # noqa: F401  first: MKL's fast kernels on AMD need it before torch (utils/mkl_vendor.py)
 import torch
 
 from go2_sevpo.envs.registry import make_env

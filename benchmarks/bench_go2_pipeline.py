@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import go2_sevpo  # noqa: F401  first: MKL's fast kernels on AMD need it before torch (utils/mkl_vendor.py)
 import torch
 
 

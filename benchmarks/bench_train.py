@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import go2_sevpo  # noqa: F401  first: MKL's fast kernels on AMD need it before torch (utils/mkl_vendor.py)
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -35,6 +36,7 @@ from go2_sevpo.data.format import OfflineDataset, load_dataset
 from go2_sevpo.data.sampler import DeviceSampler
 from go2_sevpo.networks import adam
 from go2_sevpo.training.trainer import TrainConfig, build_algorithm
+from go2_sevpo.utils.mkl_vendor import kernel_status
 
 DEFAULT_DATA = "data/reach_avoid/low.h5"
 ALGOS = ["sevpo", "sevpo_paper", "fisor", "fisor_paper", "bc_all", "cpq", "coptidice", "ccac"]
@@ -136,6 +138,7 @@ def main() -> None:
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
           f"data {args.dataset or 'synthetic'} ({len(data)} rows)")
+    print(kernel_status())
     cols = ["steps/s", "stage1/s", "critic ms", "actor ms", "sample ms", "safe frac"]
     print(f"{'algo':12s} {'device':6s} {'threads':>7s} " + " ".join(f"{c:>10s}" for c in cols))
     for device in devices:

@@ -9,6 +9,8 @@ from pathlib import Path
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
 import pytest  # noqa: E402
+
+import go2_sevpo  # noqa: E402,F401  before torch: the same MKL kernels as the scripts the tests start
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -37,6 +37,7 @@ from go2_sevpo.networks import ObservationNormalizer
 from go2_sevpo.training.checkpoint import CHECKPOINT_FORMAT, atomic_save, changed_keys, load_file
 from go2_sevpo.utils.errors import CheckpointError, ConfigError
 from go2_sevpo.utils.jobs import GracefulStop, Preempted, atomic_write_text, code_version, folder_lock, save_figure
+from go2_sevpo.utils.mkl_vendor import kernel_status
 
 
 @dataclass
@@ -260,6 +261,8 @@ class OfflineTrainer:
         self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step if resumed else None)
         if resumed:
             self.message(f"resuming {self.run_dir} from step {self.step}")
+        if self.device.type == "cpu":
+            self.message(kernel_status())  # the matmul kernels decide the speed and the float rounding
         self.algo.pretrain(PretrainContext(
             dataset=self.dataset, sampler=self.sampler, fingerprint=self.fingerprint,
             cache_dir=str(Path(cfg.cache_dir).resolve()) if cfg.cache_dir else "",
@@ -311,6 +314,7 @@ class OfflineTrainer:
         metrics.update({
             "algo": cfg.algo.name, "dataset": str(cfg.dataset), "fingerprint": self.fingerprint, "steps": self.step,
             "code": code_version(), "train_seconds": round(self.train_seconds, 1), "history": self.history,
+            "cpu_kernels": kernel_status() if self.device.type == "cpu" else None,
         })
         write_json(self.run_dir / "metrics.json", metrics)
         self.complete = True
