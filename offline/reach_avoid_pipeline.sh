@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 QUALITIES=${QUALITIES:-low}
 SEEDS=${SEEDS:-0}
-# Torch threads per training: 2 (both cores) for the default single run (stage 2 measured at 32.7-34.8
-# steps/s with two threads, 17.3-19.3 with one: docs/TRAINING_SPEED.md); with several QUALITIES or SEEDS,
-# THREADS=1 and two trainings side by side is the usual choice.
+# Torch threads per training: 2 (both cores) for the default single run (the whole job took 7 min 17 s
+# so; stage 2 alone runs 46-52 steps/s on one thread: docs/TRAINING_SPEED.md); with several QUALITIES
+# or SEEDS, THREADS=1 and two trainings side by side is the usual choice.
 THREADS=${THREADS:-2}
 
 if [ ! -f data/reach_avoid/high.h5 ] || [ ! -f data/reach_avoid/medium.h5 ] || [ ! -f data/reach_avoid/low.h5 ]; then

@@ -426,6 +426,14 @@ def test_runs_csv_round_trip_and_merge(tmp_path):
     assert back == earlier  # ints, floats and the empty region IoU (None) come back as written
     merged = results.merge_rows([row("bc_all", 1, 1.0, code="def")], back)
     assert sorted((r["seed"], r["success_rate"], r["code"]) for r in merged) == [(0, 0.5, "abc"), (1, 1.0, "def")]
+    # The recipe was changed and rebuilt: a fresh run on the new file drops the old file's merged rows
+    # (any algorithm), and a table that still mixes two versions of one dataset is refused.
+    rebuilt = {**row("sevpo", 0, 1.0, code="new"), "fingerprint": "g"}
+    assert results.merge_rows([rebuilt], back) == [rebuilt]
+    assert len(results.merge_rows([{**rebuilt, "dataset": "other"}], back)) == 3
+    with pytest.raises(ValueError, match=r"e/d: rows from 2 versions of the dataset \(f \(2 rows\), g \(1 rows\)\)"):
+        results.write_results([rebuilt, *back], tmp_path / "mixed")
+    assert not (tmp_path / "mixed" / "runs.csv").exists()
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="not a runs.csv"):
         results.read_rows(tmp_path / "bad.csv")

@@ -167,9 +167,27 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
 
 def merge_rows(fresh: Sequence[dict[str, Any]], earlier: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """`fresh` plus the `earlier` rows of (env, dataset, start, algo, seed) that `fresh` does not have:
-    a run evaluated here replaces its earlier row, so rerunning a job updates the table."""
+    a run evaluated here replaces its earlier row, so rerunning a job updates the table. Earlier rows of
+    a dataset that the fresh runs trained on another version of (another content fingerprint) are
+    dropped: a recipe that was changed and rebuilt supersedes the rows of its old file."""
     have = {tuple(r[k] for k in ROW_KEY) for r in fresh}
-    return [*fresh, *(r for r in earlier if tuple(r[k] for k in ROW_KEY) not in have)]
+    current = {(r["env"], r["dataset"]): r.get("fingerprint") for r in fresh if r.get("fingerprint")}
+    return [*fresh, *(r for r in earlier if tuple(r[k] for k in ROW_KEY) not in have
+                      and current.get((r["env"], r["dataset"]), r.get("fingerprint")) == r.get("fingerprint"))]
+
+
+def check_one_version(rows: Sequence[dict[str, Any]]) -> None:
+    """Refuse a table whose cells for one dataset name mix rows of different files (fingerprints)."""
+    versions: dict[tuple[str, str], dict[str, int]] = {}
+    for r in rows:
+        if r.get("fingerprint"):
+            counts = versions.setdefault((r["env"], r["dataset"]), {})
+            counts[r["fingerprint"]] = counts.get(r["fingerprint"], 0) + 1
+    for (env, dataset), counts in versions.items():
+        if len(counts) > 1:
+            found = ", ".join(f"{fp} ({n} rows)" for fp, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+            raise ValueError(f"{env}/{dataset}: rows from {len(counts)} versions of the dataset ({found}); "
+                             f"retrain on one file (a fresh run on it drops the other's merged rows)")
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -301,6 +319,7 @@ def plot(groups: Sequence[dict[str, Any]], path: Path) -> None:
 def write_results(rows: Sequence[dict[str, Any]], out_dir: str | Path, skipped: Sequence[str] = (),
                   algo_order: Sequence[str] = ()) -> list[dict[str, Any]]:
     """results.md, results.csv, runs.csv and results.png in `out_dir`; returns the aggregated groups."""
+    check_one_version(rows)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     groups = aggregate(rows, algo_order)
