@@ -11,7 +11,8 @@ import pytest
 
 from go2_sevpo.utils import mkl_vendor
 
-AMD_AVX512 = mkl_vendor._cpu_flags_and_vendor()[1] == "AuthenticAMD" and "avx512f" in mkl_vendor._cpu_flags_and_vendor()[0]
+_FLAGS, _VENDOR = mkl_vendor._cpu_flags_and_vendor()
+AMD_AVX512 = _VENDOR == "AuthenticAMD" and "avx512f" in _FLAGS
 needs_amd = pytest.mark.skipif(not AMD_AVX512, reason="the shim only applies on AMD CPUs with AVX-512")
 
 PROBE = """
@@ -28,17 +29,16 @@ print(json.dumps(out))
 """
 
 
-def probe(first: str = "import go2_sevpo\nimport torch", **env_changes: str | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # a fresh process, not this one's child
-    for k, v in env_changes.items():
-        if v is None:
-            env.pop(k, None)
-        else:
-            env[k] = v
-    done = subprocess.run([sys.executable, "-c", PROBE.format(first=first)], capture_output=True, text=True,
-                          env=env, timeout=120)
+def run_fresh(code: str, **env_changes: str) -> dict:
+    """Run `code` in a fresh process (not this one's child: no inherited LD_PRELOAD); its last JSON line."""
+    env = {**{k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}, **env_changes}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def probe(first: str = "import go2_sevpo\nimport torch", **env_changes: str) -> dict:
+    return run_fresh(PROBE.format(first=first), **env_changes)
 
 
 @needs_amd
@@ -58,17 +58,14 @@ def test_applied_off_and_too_late_and_same_products():
 
 
 @needs_amd
-def test_processes_started_by_a_run_use_the_same_kernels(tmp_path):
+def test_processes_started_by_a_run_use_the_same_kernels():
     """A child inherits the shim through LD_PRELOAD, even one that imports torch first (a sweep worker)."""
     parent = f"""
 import go2_sevpo, os, subprocess, sys
 child = {PROBE.format(first="import torch")!r}
 print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout)
 """
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    done = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    child = json.loads(done.stdout.strip().splitlines()[-1])
+    child = run_fresh(parent)
     assert child["queries"] > 0 and child["status"].startswith("MKL vendor shim applied")
 
 

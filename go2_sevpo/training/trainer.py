@@ -261,8 +261,10 @@ class OfflineTrainer:
         self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step if resumed else None)
         if resumed:
             self.message(f"resuming {self.run_dir} from step {self.step}")
-        if self.device.type == "cpu":
-            self.message(kernel_status())  # the matmul kernels decide the speed and the float rounding
+        # The matmul kernels decide the speed and the float rounding: logged, and kept in metrics.json.
+        cpu_kernels = kernel_status() if self.device.type == "cpu" else None
+        if cpu_kernels:
+            self.message(cpu_kernels)
         self.algo.pretrain(PretrainContext(
             dataset=self.dataset, sampler=self.sampler, fingerprint=self.fingerprint,
             cache_dir=str(Path(cfg.cache_dir).resolve()) if cfg.cache_dir else "",
@@ -314,7 +316,7 @@ class OfflineTrainer:
         metrics.update({
             "algo": cfg.algo.name, "dataset": str(cfg.dataset), "fingerprint": self.fingerprint, "steps": self.step,
             "code": code_version(), "train_seconds": round(self.train_seconds, 1), "history": self.history,
-            "cpu_kernels": kernel_status() if self.device.type == "cpu" else None,
+            "cpu_kernels": cpu_kernels,
         })
         write_json(self.run_dir / "metrics.json", metrics)
         self.complete = True

@@ -108,9 +108,9 @@ def apply() -> None:
         _reason = why_not
         return
     path = _cache_dir() / _LIBRARY_NAME
+    preload = os.environ.get("LD_PRELOAD", "").split()
     # A process started by one that applied it has it from exec on (LD_PRELOAD), whatever it imported first.
-    preloaded = str(path) in os.environ.get("LD_PRELOAD", "").split()
-    if "torch" in sys.modules and not preloaded:
+    if "torch" in sys.modules and str(path) not in preload:
         _reason = "not applied (torch was imported before go2_sevpo)"
         return
     try:
@@ -120,7 +120,6 @@ def apply() -> None:
     except (OSError, subprocess.SubprocessError) as err:
         _reason = f"not applied ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
         return
-    preload = os.environ.get("LD_PRELOAD", "").split()
     if str(path) not in preload:
         os.environ["LD_PRELOAD"] = " ".join([*preload, str(path)])
     _reason = "applied"
