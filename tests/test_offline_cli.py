@@ -75,6 +75,16 @@ def test_train_then_evaluate(data, tmp_path):
     assert truth["states"] == 4 and truth["actions_per_state"] == 10 and truth["qc_rmse"] >= 0 and "qr_rmse" not in truth  # no reward critic on this run
     assert 0.0 <= truth["admissible_agreement"] <= 1.0
     assert_one_line_error(run_repo_script("offline/critic_truth.py", str(run_dir), "--escape", "--speeds", "3"), "--speeds")
+    # The hazard-start stays traced: with --stay-steps 1 every episode counts (each starts inside the hazard).
+    r = run_repo_script("offline/critic_truth.py", str(run_dir), "--stays", "--episodes", "4", "--stay-steps", "1",
+                        "--horizon", "50", "--json", str(tmp_path / "stays.json"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    stays = json.loads((tmp_path / "stays.json").read_text())
+    assert stays["episodes"] == 4 and stays["stays"] == 4 and stays["mean_steps_inside"] >= 1
+    first = stays["trace"][0]
+    assert first["step"] == 0 and first["episodes"] == 4 and 0.0 <= first["candidates_accelerate"] <= 1.0
+    assert first["true_min"] > 0  # every traced state is inside the hazard at step 0: escaping costs
+    assert_one_line_error(run_repo_script("offline/critic_truth.py", str(run_dir), "--escape", "--stays"), "choose one")
 
     r = run_repo_script(*train_args(data, run_dir, tmp_path / "cache"))  # the same command again
     assert r.returncode == 0 and "already complete" in r.stdout + r.stderr

@@ -228,6 +228,64 @@ def escape_truth(algo, normalizer, dataset, cfg: CriticTruthConfig) -> dict[str,
     return out
 
 
+@torch.no_grad()
+def stay_truth(algo, normalizer, env_config: dict[str, Any], cfg: CriticTruthConfig, episodes: int = 100,
+               stay_steps: int = 100, at: tuple[int, ...] = (0, 5, 10, 20, 40)) -> dict[str, Any]:
+    """The long stays from the hazard start, traced: run the evaluator's hazard-start episodes with the
+    run's own acting rule, keep the episodes that spend at least `stay_steps` steps inside the hazard,
+    and at their steps `at` set beside each other: the speed, how many of `num_candidates` fresh actor
+    samples accelerate, the conservative cost critic's least Qc_hat over the action grid and the true
+    best escape cost, and whether the grid action it ranks best accelerates (and the truth's)."""
+    from go2_sevpo.evaluation.evaluator import EvalConfig, LearnedPolicy, run_episodes
+
+    policy = LearnedPolicy(algo, normalizer, cfg.seed, algo.device)
+    result = run_episodes(policy, "reach_avoid", env_config,
+                          EvalConfig(episodes=episodes, start="hazard", seed=cfg.seed, record_envs=episodes), algo.device)
+    obs = torch.as_tensor(result.trajectories, device=algo.device)  # (T + 1, E, obs)
+    alive = torch.as_tensor(result.alive, device=algo.device)
+    inside = (obs[..., 5] < HAZARD_RADIUS) & alive
+    stays = (inside.sum(0) >= stay_steps).nonzero().squeeze(1)
+    out: dict[str, Any] = {"episodes": episodes, "stay_steps": stay_steps, "stays": int(stays.numel()),
+                           "mean_steps_inside": float(inside[1:].sum(0).float().mean()), "at": list(at)}
+    if stays.numel() == 0:
+        return out
+    gen = torch.Generator(device=algo.device)
+    gen.manual_seed(cfg.seed)
+    levels = torch.linspace(-1, 1, cfg.grid, device=algo.device)
+    grid = torch.cartesian_prod(levels, levels)  # (G, 2): (acceleration, turn)
+    gamma = algo.cfg.alpha * algo.cfg.gamma
+    rows = []
+    for t in at:
+        running = stays[alive[t, stays]]  # an `at` beyond stay_steps may find a traced episode ended
+        if running.numel() == 0:
+            continue
+        states = state_from_obs(obs[t, running])
+        n = states.shape[0]
+        normalized = normalizer(observe(states))
+        candidates = algo.sample_policy(normalized, gen, algo.cfg.num_candidates)
+        flat = states[:, None].expand(-1, grid.shape[0], 4).reshape(-1, 4)
+        actions = grid.repeat(n, 1)
+        learned = algo.conservative_q(normalizer(observe(flat)), actions).view(n, -1)
+        true = best_escape_cost(flat, actions, gamma, cfg.horizon).view(n, -1)
+        rows.append({"step": t, "episodes": n, "speed": float(states[:, 2].mean()),
+                     "candidates_accelerate": float((candidates[..., 0] > 0).float().mean()),
+                     "qc_hat_min": float(learned.min(1).values.mean()), "true_min": float(true.min(1).values.mean()),
+                     "qc_hat_argmin_accelerates": float((grid[learned.argmin(1), 0] > 0).float().mean()),
+                     "true_best_accelerates": float((grid[true.argmin(1), 0] > 0).float().mean())})
+    out["trace"] = rows
+    return out
+
+
+def format_stay_report(m: dict[str, Any]) -> str:
+    lines = [f"{m['episodes']} hazard-start episodes, {m['mean_steps_inside']:.2f} steps inside on average; "
+             f"{m['stays']} stay inside for at least {m['stay_steps']} steps"]
+    for r in m.get("trace", []):
+        lines.append(f"  step {r['step']:3d}: speed {r['speed']:.2f}  candidates accelerating {r['candidates_accelerate']:.2f}"
+                     f"  | least Qc_hat {r['qc_hat_min']:6.2f} (true best escape {r['true_min']:6.2f})"
+                     f"  | its favourite accelerates {r['qc_hat_argmin_accelerates']:.2f} (truth {r['true_best_accelerates']:.2f})")
+    return "\n".join(lines)
+
+
 def format_escape_report(m: dict[str, Any]) -> str:
     lines = [f"Qc_hat against the best escape cost: {m['states']} dataset states outside the learned safe "
              f"region x {m['actions_per_state']} actions"]
