@@ -372,3 +372,41 @@ def test_reach_avoid_specialisation_is_merged_into_the_cpu_config_only():
         override = compose("train", overrides=["dataset=x.h5", "algo=sevpo", "algo.mu_safe=3"]).algo
     assert (cpu.mu_safe, cpu.region_threshold) == (0.0, 0.1)
     assert paper.mu_safe == 3.0 and override.mu_safe == 3.0
+
+
+def test_pathwise_unsafe_update_lowers_the_conservative_cost_of_the_policy_actions(dataset):
+    """unsafe_update=pathwise: eq. 12 through the reverse process. With every state unsafe and no
+    safe-region loss, a few steps on a fixed batch must lower the mean Qc_hat of the actor's own
+    (differentiable) samples, leave the frozen conservative critic untouched and without gradients,
+    and before stage 2's K_trust it never calls the self-imitation sampler."""
+    algo, sampler = make(dataset, total_steps=200, seed=2, unsafe_update="pathwise", trust_region=False,
+                         safe_loss_weight=0.0, region_threshold=-1.0, actor_lr=3e-3)
+    algo.pretrain(context(dataset, sampler))
+    critic_before = online_actor(algo.conservative_cost_critic)
+    for p in algo.conservative_cost_critic.parameters():
+        p.grad = None  # what stage 1's last step left
+    obs = sampler.sample(64).observations
+
+    def policy_cost() -> float:
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            return float(algo.conservative_q(obs, algo.actor.sample_with_grad(obs, gen)).mean())
+
+    algo.actor.sample = lambda *a, **k: pytest.fail("pathwise eq. 14 sampled self-imitation targets")
+    before = policy_cost()
+    for step in range(40):
+        algo.update(sampler, step)
+    assert policy_cost() < before
+    assert torch.equal(critic_before, online_actor(algo.conservative_cost_critic))
+    assert all(p.grad is None for p in algo.conservative_cost_critic.parameters())
+
+
+def test_pathwise_sample_matches_the_sampler(dataset):
+    """sample_with_grad is the same reverse process as sample (same draws give the same action)."""
+    algo, _ = make(dataset, actor={"compile_sampling": "never"})
+    obs = torch.as_tensor(dataset.observations[:5])
+    a = algo.actor.sample(obs, torch.Generator().manual_seed(3))[:, 0]
+    b = algo.actor.sample_with_grad(obs, torch.Generator().manual_seed(3))
+    assert b.requires_grad and torch.allclose(a, b.detach())
+    with pytest.raises(ConfigError, match="pathwise"):
+        make(dataset, unsafe_update="pathwise", unsafe_actions="dataset")

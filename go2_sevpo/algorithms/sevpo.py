@@ -108,6 +108,14 @@ class SEVPOConfig(AlgorithmConfig):
     # policy-improvement step, not self-imitation of whatever the actor already does there).
     unsafe_weighting: str = "per_state"
     unsafe_samples: int = 4  # per_state only
+    # How eq. 14 moves the actor before K_trust. self_imitation (ALGORITHMS.md): the weighted denoising
+    # loss on the policy's own samples (no gradient through sampling). Measured (docs/SEVPO.md, "Eq. 14
+    # as self-imitation drifts"): fitting a diffusion model to its own samples is not a fixed point of
+    # the sampler, and inside the hazard that drift, not the critic's ranking, taught the actor to brake.
+    # pathwise: eq. 12's objective itself, min E[Qc_hat(s, a_theta(s))] with the gradient through the
+    # reverse process (the paper's "a ~ pi_theta sampled after solving the diffusion SDE"; as Diffusion-QL),
+    # scaled by the batch's mean |Qc_hat| so b_2 weighs a unit-free term. Eq. 15 after K_trust either way.
+    unsafe_update: str = "self_imitation"
     # Who acts outside the learned safe region. false (paper): the one actor, trained by eq. 13 on safe
     # states and eq. 14 on unsafe ones. true: a second diffusion actor of the same size takes eq. 14
     # (and eq. 15), acting and the critics' next actions there; `actor` takes eq. 13 alone. The policy
@@ -226,10 +234,14 @@ def check_config(cfg: SEVPOConfig) -> None:
                "select": ("sevpo", "minqc", "admissible", "filtered", "mode", "actor"), "objective_penalty": ("shifted", "paper"),
                "advantage_normalization": ("none", "std"), "advantage_estimate": ("critic", "return"),
                "admissible_test": ("critic", "critic_and_data", "critic_and_trajectory"),
+               "unsafe_update": ("self_imitation", "pathwise"),
                "unsafe_weighting": ("batch", "per_state"), "reward_critic": ("auto", "true", "false")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"algo.{key}={getattr(cfg, key)!r} is not one of {allowed}")
+    if cfg.unsafe_update == "pathwise" and cfg.unsafe_actions == "dataset":
+        raise ConfigError("algo.unsafe_update=pathwise differentiates the policy's own actions; "
+                          "it does not combine with algo.unsafe_actions=dataset")
     if not 0.0 < cfg.cost_expectile < 1.0 or not 0.0 < cfg.objective_expectile < 1.0:
         raise ConfigError("expectiles must lie in (0, 1)")
     if cfg.reward_critic == "false" and reads_reward_critic(cfg):
@@ -302,6 +314,19 @@ class SEVPO(OfflineAlgorithm):
                 optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor))
 
     # ----------------------------------------------------------------- critic views
+    def _pathwise_unsafe_loss(self, net, obs: torch.Tensor, unsafe: torch.Tensor, b: int) -> torch.Tensor:
+        """Eq. 12 in the unsafe region, minimised through the sampler: mean over the batch of
+        Qc_hat(s, a_theta(s)) on unsafe rows (`unsafe` 0/1; Vc_hat(s) does not depend on theta), divided
+        by the detached mean |Qc_hat| so its scale does not depend on the task's cost units. The
+        conservative critic is frozen in stage 2: its parameters enter detached, so no gradient is kept."""
+        if obs.shape[0] == 0:
+            return obs.new_zeros(())
+        actions = net.sample_with_grad(obs, self.generator)
+        critic = self.conservative_cost_critic
+        params = {k: v.detach() for k, v in [*critic.named_parameters(), *critic.named_buffers()]}
+        q = torch.func.functional_call(critic, params, (obs, actions)).max(0).values
+        return (unsafe * q).sum() / (q.detach().abs().mean().clamp_min(1e-6) * b)
+
     def conservative_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Pessimistic Qc_hat(s, a): max over the ensemble, shape (B,)."""
         return self.conservative_cost_critic(obs, actions).max(0).values
@@ -526,6 +551,8 @@ class SEVPO(OfflineAlgorithm):
     def _update_actor(self, batch: TransitionBatch, step: int) -> dict[str, torch.Tensor | float]:
         cfg = self.cfg
         obs, actions, b = batch.observations, batch.actions, batch.observations.shape[0]
+        trust_phase = cfg.trust_region and step >= self.trust_start_step
+        pathwise = cfg.unsafe_update == "pathwise" and not trust_phase
         with torch.no_grad():
             cost_value = self.conservative_cost_value(obs)
             safe = (cost_value <= self.threshold).float()  # s in S_safe
@@ -549,12 +576,16 @@ class SEVPO(OfflineAlgorithm):
             # reverse process and the loss run on those rows alone (the gradient is the same: every
             # other row has weight 0); on a GPU the whole batch is kept, as a gather would sync.
             rows = (safe == 0).nonzero().squeeze(1) if obs.device.type == "cpu" else torch.arange(b, device=obs.device)
+            if pathwise:  # eq. 12 by its gradient (below): no self-generated denoising targets
+                pathwise_rows, rows = rows, rows[:0]
             unsafe_obs, k = obs[rows], (cfg.unsafe_samples if cfg.unsafe_weighting == "per_state" else 1)
             # Eq. 14: in the unsafe region, actions of the current policy (no behaviour regularisation)
             # scored by the conservative cost advantage A_c_hat = Qc_hat(s, a) - Vc_hat(s).
             unsafe_net, unsafe_lag = ((self.actor, self.actor_lag) if self.escape_actor is None
                                       else (self.escape_actor, self.escape_actor_lag))
-            if cfg.unsafe_actions == "policy":
+            if pathwise:
+                unsafe_actions = actions[:0]
+            elif cfg.unsafe_actions == "policy":
                 unsafe_actions = unsafe_net.sample(unsafe_obs, self.generator, k).reshape(-1, self.act_dim)
             else:
                 unsafe_actions = actions[rows]
@@ -570,7 +601,6 @@ class SEVPO(OfflineAlgorithm):
                 w_unsafe = unsafe_region_weights(cost_advantage, safe[rows], cfg)
 
         noisy, t, eps = self.actor.add_noise(torch.cat([actions, unsafe_actions]), self.generator)
-        trust_phase = cfg.trust_region and step >= self.trust_start_step
         if trust_phase:
             eps_pred = self.actor(noisy[:b], obs, t[:b])
             # Eq. 15: stay near z', the actor of a few steps ago. z_theta and z' are compared as the same
@@ -591,6 +621,8 @@ class SEVPO(OfflineAlgorithm):
             unsafe_err = (self.escape_actor(noisy[b:], unsafe_obs, t[b:]) - eps[b:]).pow(2).sum(-1)
         safe_loss = (w_safe * (eps_pred[:b] - eps[:b]).pow(2).sum(-1)).mean()  # eq. 13
         unsafe_loss = (w_unsafe * unsafe_err).sum() / b  # a mean over the whole batch, as eq. 14 writes it
+        if pathwise:
+            unsafe_loss = self._pathwise_unsafe_loss(unsafe_net, obs[pathwise_rows], 1.0 - safe[pathwise_rows], b)
         loss = cfg.safe_loss_weight * safe_loss + cfg.unsafe_loss_weight * unsafe_loss  # eq. 16
         actors = [(self.actor, self.actor_ema, self.actor_lag, self.actor_optimizer, self.actor_scheduler)]
         if self.escape_actor is not None:

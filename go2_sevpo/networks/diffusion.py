@@ -203,6 +203,17 @@ class DiffusionActor(nn.Module):
                 x = reverse(self._skeleton(), obs.contiguous(), x, noise, self._schedule, self.cfg.clip_actions, params)
         return x.view(b, num_samples, self.act_dim)
 
+    def sample_with_grad(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One action per state, (B, act_dim), by the same reverse process (eager, dropout off) but
+        differentiable in the network's parameters: the pathwise gradient of an objective of the
+        sampled action flows back through all T denoising steps (as in Diffusion-QL; SEVPO's
+        `unsafe_update=pathwise`). Clipping passes no gradient where it binds."""
+        shape = (obs.shape[0], self.act_dim)
+        x = torch.randn(shape, generator=generator, device=obs.device)
+        noise = [torch.randn(shape, generator=generator, device=obs.device) for _ in range(self.cfg.steps - 1)]
+        with dropout_off(self):
+            return reverse_process(self.noise_net, obs, x, noise, self._schedule, self.cfg.clip_actions)
+
     def _skeleton(self) -> nn.Module:
         """The noise network's structure on the meta device (no storage), kept outside the module tree."""
         if self.__dict__.get("_skeleton_net") is None:
