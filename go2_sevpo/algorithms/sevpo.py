@@ -104,8 +104,8 @@ class SEVPOConfig(AlgorithmConfig):
     # clip(exp(-mu_2 A_c_hat), 0, 150), compared across the batch's states. per_state (default, from
     # the ablation ladder in docs/SEVPO.md): `unsafe_samples` samples per unsafe state, weights
     # softmax(-mu_2 Qc_hat) over that state's samples (Vc_hat(s) cancels), so each unsafe state counts
-    # once and only the ranking of ITS candidates by the conservative cost moves the actor (a sampled
-    # policy-improvement step, not self-imitation of whatever the actor already does there).
+    # once and the ranking of ITS candidates by the conservative cost weighs the fit (still a fit to the
+    # actor's own samples, which drifts: `unsafe_update` below).
     unsafe_weighting: str = "per_state"
     unsafe_samples: int = 4  # per_state only
     # How eq. 14 moves the actor before K_trust. self_imitation (ALGORITHMS.md): the weighted denoising
