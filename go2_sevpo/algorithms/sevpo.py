@@ -30,8 +30,8 @@ from go2_sevpo.algorithms.common import (cosine_factor, expectile_loss, first_ad
                                          implicit_value_step, mode_of_tested_index, reversed_expectile_loss,
                                          safe_trajectory_rows)
 from go2_sevpo.data.sampler import DeviceSampler, TransitionBatch
-from go2_sevpo.networks import (CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, adam, dropout_off,
-                                hard_update, soft_update)
+from go2_sevpo.networks import (CriticEnsemble, DiffusionActor, DiffusionConfig, ValueNetwork, adam, detached_tensors,
+                                dropout_off, hard_update, soft_update)
 from go2_sevpo.training.checkpoint import atomic_save, load_file
 from go2_sevpo.utils.errors import CacheError, CheckpointError, ConfigError
 from go2_sevpo.utils.jobs import Preempted
@@ -323,8 +323,7 @@ class SEVPO(OfflineAlgorithm):
             return obs.new_zeros(())
         actions = net.sample_with_grad(obs, self.generator)
         critic = self.conservative_cost_critic
-        params = {k: v.detach() for k, v in [*critic.named_parameters(), *critic.named_buffers()]}
-        q = torch.func.functional_call(critic, params, (obs, actions)).max(0).values
+        q = torch.func.functional_call(critic, detached_tensors(critic), (obs, actions)).max(0).values
         return (unsafe * q).sum() / (q.detach().abs().mean().clamp_min(1e-6) * b)
 
     def conservative_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

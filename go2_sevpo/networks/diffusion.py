@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from go2_sevpo.networks.mlp import dropout_off
+from go2_sevpo.networks.mlp import detached_tensors, dropout_off
 
 
 @dataclass
@@ -187,20 +187,16 @@ class DiffusionActor(nn.Module):
         all B * num_samples chains in one batch. Dropout is off while sampling."""
         b = obs.shape[0]
         obs = obs.repeat_interleave(num_samples, dim=0) if num_samples > 1 else obs
-        shape = (b * num_samples, self.act_dim)
-        # Every draw first, in the order the reverse process uses them (the start, then z for
-        # t = T-1 .. 1): the same numbers as drawing inside the loop, and a loop free of generators.
-        x = torch.randn(shape, generator=generator, device=obs.device)
-        noise = [torch.randn(shape, generator=generator, device=obs.device) for _ in range(self.cfg.steps - 1)]
+        x, noise = self._draws(b * num_samples, generator, obs.device)
         with dropout_off(self):
-            reverse = self._reverse_fn(obs.device, shape[0])
+            reverse = self._reverse_fn(obs.device, x.shape[0])
             if reverse is reverse_process:
                 x = reverse(self.noise_net, obs, x, noise, self._schedule, self.cfg.clip_actions)
             else:  # this actor's tensors on a parameter-free copy of the network, and a contiguous obs:
                 # the online and target actors, and batches gathered from the sampler's packed rows,
                 # then share one compiled graph (it would otherwise specialise on requires_grad, strides)
-                params = {k: v.detach() for k, v in [*self.noise_net.named_parameters(), *self.noise_net.named_buffers()]}
-                x = reverse(self._skeleton(), obs.contiguous(), x, noise, self._schedule, self.cfg.clip_actions, params)
+                x = reverse(self._skeleton(), obs.contiguous(), x, noise, self._schedule, self.cfg.clip_actions,
+                            detached_tensors(self.noise_net))
         return x.view(b, num_samples, self.act_dim)
 
     def sample_with_grad(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -208,11 +204,16 @@ class DiffusionActor(nn.Module):
         differentiable in the network's parameters: the pathwise gradient of an objective of the
         sampled action flows back through all T denoising steps (as in Diffusion-QL; SEVPO's
         `unsafe_update=pathwise`). Clipping passes no gradient where it binds."""
-        shape = (obs.shape[0], self.act_dim)
-        x = torch.randn(shape, generator=generator, device=obs.device)
-        noise = [torch.randn(shape, generator=generator, device=obs.device) for _ in range(self.cfg.steps - 1)]
+        x, noise = self._draws(obs.shape[0], generator, obs.device)
         with dropout_off(self):
             return reverse_process(self.noise_net, obs, x, noise, self._schedule, self.cfg.clip_actions)
+
+    def _draws(self, rows: int, generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Every draw of the reverse process first, in the order it uses them (the start, then z for
+        t = T-1 .. 1): the same numbers as drawing inside the loop, and a loop free of generators."""
+        shape = (rows, self.act_dim)
+        x = torch.randn(shape, generator=generator, device=device)
+        return x, [torch.randn(shape, generator=generator, device=device) for _ in range(self.cfg.steps - 1)]
 
     def _skeleton(self) -> nn.Module:
         """The noise network's structure on the meta device (no storage), kept outside the module tree."""

@@ -84,6 +84,13 @@ def dropout_off(module: nn.Module):
         module.train(was_training)
 
 
+def detached_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The module's parameters and buffers, detached, by name: for torch.func.functional_call, so a
+    call differentiates its inputs but keeps no gradient for the module (a frozen critic, a compiled
+    graph shared by several copies of one network)."""
+    return {k: v.detach() for k, v in [*module.named_parameters(), *module.named_buffers()]}
+
+
 @torch.no_grad()
 def hard_update(target: nn.Module, source: nn.Module) -> None:
     torch._foreach_copy_(list(target.parameters()), list(source.parameters()))
