@@ -306,6 +306,10 @@ def test_trajectory_admissibility_keeps_only_rows_of_trajectories_within_the_lim
     with pytest.raises(ConfigError, match="episode cost limit"):
         make(dataset, admissible_test="critic_and_trajectory", stage1_steps=2)[0].pretrain(
             context(dataset, sampler, cost_limit=None))
+    below_every_trajectory = float(dataset.episode_costs().min()) - 1.0  # no trajectory kept: refused
+    with pytest.raises(ConfigError, match="no trajectory"):
+        make(dataset, admissible_test="critic_and_trajectory", stage1_steps=2)[0].pretrain(
+            context(dataset, sampler, cost_limit=below_every_trajectory))
 
 
 def test_stage1_cache_reused_and_guarded(dataset, tmp_path):
@@ -355,7 +359,8 @@ def test_cached_stage1_leaves_stage2_unchanged(dataset, tmp_path):
 
 
 def test_reach_avoid_specialisation_is_merged_into_the_cpu_config_only():
-    # configs/algo_env/sevpo_reach_avoid.yaml (l = 0.1, no eq. 13 weights) applies to `algo=sevpo` on
+    # configs/algo_env/sevpo_reach_avoid.yaml (l = 0.1, no eq. 13 weights, pathwise eq. 12, BC-safe's
+    # trajectory test in eq. 13) applies to `algo=sevpo` on
     # reach_avoid; the paper-sized config keeps Table 8's mu_1 = 3; an override still wins.
     from hydra import compose, initialize_config_dir
 
@@ -371,7 +376,9 @@ def test_reach_avoid_specialisation_is_merged_into_the_cpu_config_only():
         paper = compose("train", overrides=["dataset=x.h5", "algo=sevpo_paper", "env=reach_avoid"]).algo
         override = compose("train", overrides=["dataset=x.h5", "algo=sevpo", "algo.mu_safe=3"]).algo
     assert (cpu.mu_safe, cpu.region_threshold) == (0.0, 0.1)
+    assert (cpu.unsafe_update, cpu.admissible_test) == ("pathwise", "critic_and_trajectory")
     assert paper.mu_safe == 3.0 and override.mu_safe == 3.0
+    assert (paper.unsafe_update, paper.admissible_test) == ("self_imitation", "critic")  # the spec's form
 
 
 def test_pathwise_unsafe_update_lowers_the_conservative_cost_of_the_policy_actions(dataset):

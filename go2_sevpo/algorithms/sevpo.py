@@ -489,6 +489,11 @@ class SEVPO(OfflineAlgorithm):
                 raise ConfigError("algo.admissible_test=critic_and_trajectory needs the task's episode cost limit")
             kept = torch.zeros(len(context.dataset), device=self.device)
             rows = safe_trajectory_rows(context.dataset, float(context.cost_limit))  # BC-safe's rows
+            if rows.size == 0:  # eq. 13 would imitate nothing: the actor would learn the escape alone
+                raise ConfigError(f"algo.admissible_test=critic_and_trajectory: no trajectory of the dataset has "
+                                  f"episode cost <= {context.cost_limit}; use algo.admissible_test=critic")
+            context.message(f"eq. 13 imitates only the {rows.size / len(context.dataset):.1%} of the rows whose "
+                            f"trajectory kept the cost limit {context.cost_limit:g}")
             self.trajectory_safe = kept.index_fill_(0, torch.as_tensor(rows, device=self.device), 1.0)
         if self.stage1_done:  # resumed from a checkpoint that already holds stage 1
             return
