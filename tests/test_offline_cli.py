@@ -93,16 +93,21 @@ def test_train_then_evaluate(data, tmp_path):
     assert_one_line_error(r, "other settings")
 
     # A checkpoint written before a switch existed (its config lacks the key) resumes when the switch
-    # is at its default, and is refused when it is not.
+    # is at its default, and is refused when it is not: on the command line, or in the task's config
+    # (reach_avoid sets admissible_test=critic_and_trajectory; the code's default is critic).
     ckpt = run_dir / "checkpoints/latest.pt"
     payload = torch.load(ckpt, weights_only=False)
-    del payload["config"]["algo"]["admissible_test"]
+    del payload["config"]["algo"]["advantage_estimate"]
     torch.save(payload, ckpt)
     r = run_repo_script(*train_args(data, run_dir, tmp_path / "cache"))
     out = r.stdout + r.stderr
-    assert r.returncode == 0 and "already complete" in out and "['algo.admissible_test']" in out, out[-2000:]
-    r = run_repo_script(*train_args(data, run_dir, tmp_path / "cache", "algo.admissible_test=critic_and_data"))
+    assert r.returncode == 0 and "already complete" in out and "['algo.advantage_estimate']" in out, out[-2000:]
+    r = run_repo_script(*train_args(data, run_dir, tmp_path / "cache", "algo.advantage_estimate=return"))
     assert_one_line_error(r, "other settings")
+    del payload["config"]["algo"]["admissible_test"]
+    torch.save(payload, ckpt)
+    r = run_repo_script(*train_args(data, run_dir, tmp_path / "cache"))
+    assert_one_line_error(r, "other settings ['algo.admissible_test']")
 
 
 def test_kill9_then_same_command_resumes_bit_identically(data, tmp_path):
