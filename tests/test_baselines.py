@@ -157,6 +157,9 @@ def test_safe_trajectory_rows():
     assert safe_trajectory_rows(ds, 0.0).tolist() == [0, 1, 6, 7, 8, 9]
     assert safe_trajectory_rows(ds, 1.0).tolist() == [0, 1, 2, 3, 4, 6, 7, 8, 9]
     assert safe_trajectory_rows(ds, 5.0).tolist() == list(range(10))
+    from go2_sevpo.utils.errors import ConfigError
+    with pytest.raises(ConfigError, match="bc_safe: no trajectory of the dataset has episode cost <= -1.0"):
+        safe_trajectory_rows(ds, -1.0)  # nothing to train on: refused, naming the caller
 
 
 def test_bc_safe_clones_only_safe_trajectories():

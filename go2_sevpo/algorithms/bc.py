@@ -54,8 +54,6 @@ class BC(OfflineAlgorithm):
         if limit is None:
             raise ConfigError("bc_safe needs an episode cost limit: set algo.cost_limit or the task's cost_limit")
         rows = safe_trajectory_rows(context.dataset, float(limit))
-        if rows.size == 0:
-            raise ConfigError(f"bc_safe: no trajectory of the dataset has episode cost <= {limit}")
         self.rows = torch.as_tensor(rows, dtype=torch.long, device=self.device)
         self.safe_fraction = rows.size / len(context.dataset)
         context.message(f"bc_safe: cloning {rows.size} of {len(context.dataset)} rows "

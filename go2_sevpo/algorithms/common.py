@@ -178,12 +178,16 @@ def trajectory_sums(dataset: OfflineDataset, values: np.ndarray) -> np.ndarray:
     return np.add.reduceat(np.asarray(values, dtype=np.float64), bounds[:, 0]) if len(bounds) else np.zeros(0)
 
 
-def safe_trajectory_rows(dataset: OfflineDataset, cost_limit: float) -> np.ndarray:
-    """Row indices of every trajectory whose undiscounted episode cost is <= cost_limit (BC-safe)."""
+def safe_trajectory_rows(dataset: OfflineDataset, cost_limit: float, user: str = "bc_safe") -> np.ndarray:
+    """Row indices of every trajectory whose undiscounted episode cost is <= cost_limit (BC-safe).
+    None is a ConfigError naming `user`: every caller trains on these rows, so it has nothing to learn."""
     bounds = dataset.episode_bounds()
     keep = trajectory_sums(dataset, dataset.costs) <= cost_limit
     lengths = bounds[:, 1] - bounds[:, 0]
-    return np.flatnonzero(np.repeat(keep, lengths))
+    rows = np.flatnonzero(np.repeat(keep, lengths))
+    if rows.size == 0:
+        raise ConfigError(f"{user}: no trajectory of the dataset has episode cost <= {cost_limit}")
+    return rows
 
 
 def initial_rows(dataset: OfflineDataset) -> np.ndarray:

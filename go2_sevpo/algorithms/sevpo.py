@@ -488,10 +488,9 @@ class SEVPO(OfflineAlgorithm):
             if context.cost_limit is None:
                 raise ConfigError("algo.admissible_test=critic_and_trajectory needs the task's episode cost limit")
             kept = torch.zeros(len(context.dataset), device=self.device)
-            rows = safe_trajectory_rows(context.dataset, float(context.cost_limit))  # BC-safe's rows
-            if rows.size == 0:  # eq. 13 would imitate nothing: the actor would learn the escape alone
-                raise ConfigError(f"algo.admissible_test=critic_and_trajectory: no trajectory of the dataset has "
-                                  f"episode cost <= {context.cost_limit}; use algo.admissible_test=critic")
+            # BC-safe's rows; none is an error, as eq. 13 would imitate nothing and the actor learn the escape alone
+            rows = safe_trajectory_rows(context.dataset, float(context.cost_limit),
+                                        user="algo.admissible_test=critic_and_trajectory (or use =critic)")
             context.message(f"eq. 13 imitates only the {rows.size / len(context.dataset):.1%} of the rows whose "
                             f"trajectory kept the cost limit {context.cost_limit:g}")
             self.trajectory_safe = kept.index_fill_(0, torch.as_tensor(rows, device=self.device), 1.0)
